@@ -1,0 +1,1 @@
+"""Classifiers: one module per kind of model, sharing the small result types in ``base``."""
