@@ -1,0 +1,250 @@
+"""The whole typed configuration tree, its loading, and validation errors with key paths.
+
+Every section forbids unknown keys, so a typo is an error that names the key
+instead of a setting silently ignored on a device nobody is watching.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge.errors import ConfigError
+
+DEFAULT_CONFIG_PATHS = (Path("/etc/edge/config.yaml"), Path("config.yaml"))
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Rotation = Literal[0, 90, 180, 270]
+
+
+class SourceConfig(Section):
+    """Where frames come from."""
+
+    kind: Literal["auto", "picamera2", "opencv", "command"] = "auto"
+    # opencv: device index ("0"), /dev/videoN, rtsp://, http(s):// MJPEG, or a file path.
+    uri: str | None = None
+    loop: bool = False  # files only: start again at the end
+    realtime: bool = True  # files only: pace reading to the file's frame rate
+    width: int = Field(640, gt=0)
+    height: int = Field(480, gt=0)
+    fps: float = Field(15.0, gt=0)  # capture rate asked of the camera
+    rotate: Rotation = 0
+    hflip: bool = False
+    vflip: bool = False
+    frame_timeout_s: float = Field(5.0, gt=0)  # no frame for this long: the source is stalled
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    # kind=command (still mode): a program that writes one photo to {path}.
+    command: str | None = None
+    command_timeout_s: float = Field(20.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> SourceConfig:
+        if self.kind == "command" and (not self.command or "{path}" not in self.command):
+            raise ValueError("kind 'command' needs 'command' containing the placeholder {path}")
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must be at least backoff_initial_s")
+        return self
+
+
+class ModelConfig(Section):
+    """A model: a catalogue name or a path to a .tflite file (or a Custom Vision export)."""
+
+    name: str | None = None
+    path: str | None = None
+    labels: str | None = None
+    sha256: str | None = None
+    threads: int = Field(2, ge=1, le=64)
+    fps: float = Field(5.0, gt=0, le=120)  # model steps per second (stream models)
+    top_k: int = Field(5, ge=1, le=100)
+    horizon_s: float = Field(4.0, ge=0)  # stream models: memory horizon, 0 = unbounded
+    reset_gap_s: float = Field(2.0, gt=0)  # stream models: reset state after a gap this long
+    threshold: float | None = Field(None, ge=0, le=1)  # still models: "none of these" below it
+    # still models: override what an export declares
+    channel_order: Literal["RGB", "BGR"] | None = None
+    value_range: tuple[float, float] | None = None
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", v):
+            raise ValueError("must be 64 hexadecimal digits")
+        return v.lower() if v else v
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ModelConfig:
+        if bool(self.name) == bool(self.path):
+            raise ValueError("give exactly one of 'name' (catalogue) or 'path'")
+        return self
+
+    @property
+    def spec(self) -> str:
+        return self.name or self.path or ""
+
+
+class SmootherConfig(Section):
+    """EMA over probabilities, then hysteresis on the label."""
+
+    tau_s: float = Field(1.5, gt=0)
+    enter: float = Field(0.5, ge=0, le=1)
+    exit: float = Field(0.3, ge=0, le=1)
+    margin: float = Field(0.1, ge=0, le=1)
+    consecutive: int = Field(3, ge=1)
+    min_dwell_s: float = Field(2.0, ge=0)
+    top_k: int = Field(5, ge=1, le=50)
+
+    @model_validator(mode="after")
+    def _order(self) -> SmootherConfig:
+        if self.exit > self.enter:
+            raise ValueError("exit threshold must not exceed enter threshold")
+        return self
+
+
+class TlsConfig(Section):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False  # skip hostname check (self-signed broker on a LAN)
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttConfig(Section):
+    enabled: bool = True
+    host: str = "localhost"
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str | None = None  # default: edge-<device_id>
+    topic_prefix: str = "edge"
+    qos: Literal[0, 1, 2] = 1
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    username: str | None = None
+    # The password is never written in config: a file, or an environment variable.
+    password_file: Path | None = None
+    password_env: str | None = None
+    tls: TlsConfig | None = None
+    reconnect_min_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(60.0, gt=0)
+    heartbeat_s: float = Field(60.0, gt=0)  # state re-published at least this often
+    stats_interval_s: float = Field(30.0, gt=0)
+    predictions_max_hz: float = Field(2.0, ge=0)  # 0 disables the predictions topic
+    outbox_max_messages: int = Field(100_000, ge=100)
+    max_command_bytes: int = Field(4096, ge=256, le=1_048_576)
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+
+    @field_validator("topic_prefix", "discovery_prefix")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        if not v or any(c in v for c in "#+\0") or v.startswith("/") or v.endswith("/"):
+            raise ValueError("must be a non-empty topic without wildcards or leading/trailing /")
+        return v
+
+    def password(self) -> str | None:
+        """Read the password at connect time so a rotated secret needs no config change."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(
+                    f"mqtt.password_env: environment variable {self.password_env} is not set"
+                )
+            return value
+        if self.password_file:
+            try:
+                return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise ConfigError(
+                    f"mqtt.password_file: cannot read {self.password_file}: {exc.strerror}"
+                ) from None
+        return None
+
+
+class StillConfig(Section):
+    """Still mode: when to take a photo and what to keep."""
+
+    interval_s: float = Field(0.0, ge=0)  # 0 = no schedule, only commands and the watched folder
+    watch_dir: Path | None = None
+    watch_poll_s: float = Field(1.0, gt=0)
+    keep_images: Literal["all", "none", "days"] = "all"
+    keep_days: float = Field(30.0, gt=0)
+
+
+class Config(Section):
+    device_id: str = Field("edge-1", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    mode: Literal["video", "still"] = "video"
+    source: SourceConfig = SourceConfig()
+    model: ModelConfig = ModelConfig(name="movinet-a0-stream-int8")
+    # Still mode can run several models on each photo; if empty, `model` is used.
+    still_models: list[ModelConfig] = Field(default_factory=list)
+    smoother: SmootherConfig = SmootherConfig()
+    mqtt: MqttConfig = MqttConfig()
+    still: StillConfig = StillConfig()
+    state_dir: Path = Path("/var/lib/edge")
+    models_dir: Path | None = None  # default: <state_dir>/models
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir or self.state_dir / "models"
+
+    @property
+    def still_model_list(self) -> list[ModelConfig]:
+        return self.still_models or [self.model]
+
+
+def _format_errors(exc: ValidationError, where: str) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        msg = msg.removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return f"{where}: " + "; ".join(parts)
+
+
+def parse_config(data: object, where: str = "config") -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: top level must be a mapping of keys to values")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, where)) from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load and validate a YAML config. With no path, the first of the default paths found."""
+    if path is None:
+        path = next((p for p in DEFAULT_CONFIG_PATHS if p.exists()), None)
+        if path is None:
+            return Config()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: {problem}{at}") from None
+    return parse_config(data, str(path))
