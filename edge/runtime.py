@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from pathlib import Path
 from typing import Any
@@ -66,3 +67,12 @@ def open_interpreter(path: str | Path, threads: int | None = None) -> Any:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise ModelError(f"{path}: cannot load model: {first}") from None
     return interpreter
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks so large models don't need their size in RAM."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

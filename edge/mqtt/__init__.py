@@ -1,0 +1,1 @@
+"""MQTT: topics, payload schemas, the durable outbox and Home Assistant discovery."""

@@ -1,0 +1,1 @@
+"""Capture sources: one module per backend. Sources never import classifiers."""
