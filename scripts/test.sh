@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up what the tests need (scripts/setup.sh --test), then run the linter and the test suite.
+#   scripts/test.sh [pytest options]
+# Set EDGE_MODEL_MIRROR=DIR to take the models from a local mirror instead of downloading them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --test
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest "$@"
