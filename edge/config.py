@@ -227,13 +227,19 @@ def parse_config(data: object, where: str = "config") -> Config:
         raise ConfigError(_format_errors(exc, where)) from None
 
 
-def load_config(path: str | Path | None = None) -> Config:
-    """Load and validate a YAML config. With no path, the first of the default paths found."""
-    if path is None:
-        path = next((p for p in DEFAULT_CONFIG_PATHS if p.exists()), None)
-        if path is None:
-            return Config()
-    path = Path(path)
+def merge(base: dict, overrides: dict) -> dict:
+    """Deep-merge ``overrides`` into a copy of ``base`` (command-line options over the file)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_config_file(path: Path) -> dict:
+    """The file's YAML mapping, unvalidated; errors name the file and line."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -247,4 +253,26 @@ def load_config(path: str | Path | None = None) -> Config:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}: {problem}{at}") from None
-    return parse_config(data, str(path))
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys to values")
+    return data
+
+
+def find_config() -> Path | None:
+    return next((p for p in DEFAULT_CONFIG_PATHS if p.exists()), None)
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
+    """Load and validate a YAML config (default: the first of DEFAULT_CONFIG_PATHS found).
+
+    ``overrides`` (from command-line options) are merged in before validation,
+    so they are checked exactly like keys in the file.
+    """
+    if path is None:
+        path = find_config()
+    data = read_config_file(Path(path)) if path is not None else {}
+    if overrides:
+        data = merge(data, overrides)
+    return parse_config(data, str(path) if path is not None else "config")
