@@ -19,6 +19,15 @@ from edge.errors import ConfigError
 DEFAULT_CONFIG_PATHS = (Path("/etc/edge/config.yaml"), Path("config.yaml"))
 
 
+def default_models_dir() -> Path:
+    """Where models live unless config says otherwise: $EDGE_MODELS_DIR or the user data dir."""
+    env = os.environ.get("EDGE_MODELS_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "edge" / "models"
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -192,12 +201,12 @@ class Config(Section):
     mqtt: MqttConfig = MqttConfig()
     still: StillConfig = StillConfig()
     state_dir: Path = Path("/var/lib/edge")
-    models_dir: Path | None = None  # default: <state_dir>/models
+    models_dir: Path | None = None  # default: $EDGE_MODELS_DIR or ~/.local/share/edge/models
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @property
     def resolved_models_dir(self) -> Path:
-        return self.models_dir or self.state_dir / "models"
+        return self.models_dir or default_models_dir()
 
     @property
     def still_model_list(self) -> list[ModelConfig]:

@@ -1,0 +1,76 @@
+"""`edge run`: the sensor daemon."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from edge.config import find_config, load_config
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        help="config file (default: /etc/edge/config.yaml, then ./config.yaml)",
+    )
+    p.add_argument(
+        "--source",
+        help="camera or clip: auto, picamera2, a device (0, /dev/video0), a video file, "
+        "or an rtsp:// / http:// stream URL",
+    )
+    p.add_argument("--loop", action="store_true", help="play a video file source in a loop")
+    p.add_argument("--model", help="model: catalogue name or .tflite path")
+    p.add_argument("--mode", choices=["video", "still"])
+    p.add_argument("--device-id")
+    p.add_argument("--state-dir", type=Path)
+    p.add_argument("--mqtt-host")
+    p.add_argument("--mqtt-port", type=int)
+    p.add_argument("--no-mqtt", action="store_true", help="run without publishing (log only)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    o: dict = {}
+    if args.source:
+        if args.source in ("auto", "picamera2"):
+            o["source"] = {"kind": args.source, "uri": None}
+        else:
+            o["source"] = {"kind": "opencv", "uri": args.source}
+    if args.loop:
+        o.setdefault("source", {})["loop"] = True
+    if args.model:
+        is_path = Path(args.model).exists() or args.model.endswith((".tflite", ".zip"))
+        o["model"] = (
+            {"path": args.model, "name": None} if is_path else {"name": args.model, "path": None}
+        )
+    if args.mode:
+        o["mode"] = args.mode
+    if args.device_id:
+        o["device_id"] = args.device_id
+    if args.state_dir:
+        o["state_dir"] = str(args.state_dir)
+    mqtt: dict = {}
+    if args.mqtt_host:
+        mqtt["host"] = args.mqtt_host
+    if args.mqtt_port:
+        mqtt["port"] = args.mqtt_port
+    if args.no_mqtt:
+        mqtt["enabled"] = False
+    if mqtt:
+        o["mqtt"] = mqtt
+    return o
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.daemon import Daemon
+
+    path = args.config or find_config()
+    overrides = overrides_from(args)
+    cfg = load_config(path, overrides)
+    logging.getLogger().setLevel("DEBUG" if args.verbose else cfg.log_level.upper())
+    daemon = Daemon(cfg, path, overrides)
+    daemon.install_signals()
+    return daemon.run(duration_s=args.duration)
