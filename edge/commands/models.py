@@ -1,0 +1,178 @@
+"""``edge models``: list, fetch, import and locate models.
+
+The models directory is ``--models-dir``, else the one a ``--config`` file names, else
+``$EDGE_MODELS_DIR`` or the user's data directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edge import catalogue as cat
+from edge.errors import ConfigError, ModelError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--models-dir", type=Path, metavar="DIR", help="models directory")
+    common.add_argument(
+        "--config", metavar="FILE", help="take the models directory from this config file"
+    )
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+
+    p = sub.add_parser("list", parents=[common], help="catalogue and installed models")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("fetch", parents=[common], help="download or copy catalogue models")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument(
+        "--from",
+        dest="source",
+        metavar="DIR_OR_URL",
+        help="a mirror directory or mirror base URL instead of the official addresses",
+    )
+    p.add_argument(
+        "--all-available",
+        action="store_true",
+        help="with --from DIR: every catalogue model the mirror holds",
+    )
+    p.add_argument("--force", action="store_true", help="fetch again even if installed")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("import", parents=[common], help="install a Custom Vision export")
+    p.add_argument("src", metavar="PATH", help="export .zip or unpacked folder")
+    p.add_argument("--name", help="name to install it under (default: from the export)")
+
+    p = sub.add_parser("path", parents=[common], help="print an installed model's file path")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--labels", action="store_true", help="print the label file's path instead")
+
+
+def _models_dir(args: argparse.Namespace) -> Path:
+    if args.models_dir is not None:
+        return args.models_dir
+    if getattr(args, "config", None):
+        from edge.config import load_config
+
+        return load_config(args.config).resolved_models_dir
+    return cat.default_models_dir()
+
+
+def run(args: argparse.Namespace) -> int:
+    action = getattr(args, "action", None) or "list"
+    if action == "list":
+        if not hasattr(args, "models_dir"):  # bare `edge models`
+            args = argparse.Namespace(models_dir=None, config=None, json=False)
+        return _list(args)
+    return {"fetch": _fetch, "import": _import, "path": _path}[action](args)
+
+
+def _human(size: int | None) -> str:
+    if size is None:
+        return "?"
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
+
+
+def _dir_size(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
+
+
+def _list(args: argparse.Namespace) -> int:
+    models_dir = _models_dir(args)
+    rows = []
+    catalogue = cat.load_catalogue()
+    for entry in catalogue.values():
+        installed = cat.is_installed(entry, models_dir)
+        size = _dir_size(models_dir / entry.name) if installed else entry.size
+        rows.append(
+            {
+                "name": entry.name,
+                "kind": entry.kind,
+                "installed": installed,
+                "size": size,
+                "description": entry.description,
+                "test_only": entry.test_only,
+                "downloadable": all(f.url for f in entry.files),
+            }
+        )
+    for name in cat.installed_names(models_dir):
+        if name in catalogue:
+            continue
+        marker = cat.read_marker(models_dir / name) or {}
+        rows.append(
+            {
+                "name": name,
+                "kind": str(marker.get("kind") or "image"),
+                "installed": True,
+                "size": _dir_size(models_dir / name),
+                "description": str(marker.get("description") or "imported model"),
+                "test_only": False,
+                "downloadable": False,
+            }
+        )
+    if args.json:
+        print(json.dumps({"models_dir": str(models_dir), "models": rows}, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    print(f"models directory: {models_dir}")
+    for r in rows:
+        mark = "installed" if r["installed"] else "-"
+        print(
+            f"{r['name']:<{width}}  {r['kind']:<6}  {mark:<9}  {_human(r['size']):>8}  "
+            f"{r['description']}"
+        )
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    models_dir = _models_dir(args)
+    names = list(dict.fromkeys(args.names))
+    if args.all_available:
+        if not args.source or not Path(args.source).expanduser().is_dir():
+            raise ConfigError("--all-available needs --from DIR (a mirror directory)")
+        mirror = Path(args.source).expanduser()
+        available = [e.name for e in cat.load_catalogue().values() if cat.mirror_has(e, mirror)]
+        if not available:
+            raise ModelError(f"{mirror}: the mirror holds no complete catalogue model")
+        names += [n for n in available if n not in names]
+    if not names:
+        raise ConfigError("edge models fetch: name at least one model, or --all-available")
+    for name in names:
+        entry = cat.get_entry(name)  # unknown names fail before anything is downloaded
+        if not args.force and cat.is_installed(entry, models_dir):
+            print(f"{name}: already installed in {models_dir / name}")
+            continue
+        path = cat.fetch(name, models_dir, args.source, progress=not args.quiet, force=args.force)
+        print(f"{name}: installed {path}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    try:
+        from edge.classifiers.customvision import import_export
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("edge.classifiers.customvision", "edge.classifiers"):
+            raise
+        raise ModelError("Custom Vision import is not available in this build") from None
+    models_dir = _models_dir(args)
+    src = Path(args.src).expanduser()
+    if not src.exists():
+        raise ModelError(f"{src}: no such file or directory")
+    installed = import_export(src, models_dir, args.name)
+    print(f"imported {src} as {installed}")
+    return 0
+
+
+def _path(args: argparse.Namespace) -> int:
+    resolved = cat.resolve_model(args.name, _models_dir(args))
+    if args.labels:
+        if resolved.labels is None:
+            raise ModelError(f"model {resolved.name} has no label file")
+        print(resolved.labels)
+    else:
+        print(resolved.path)
+    sys.stdout.flush()
+    return 0
