@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("import", parents=[common], help="install a Custom Vision export")
     p.add_argument("src", metavar="PATH", help="export .zip or unpacked folder")
     p.add_argument("--name", help="name to install it under (default: from the export)")
+    p.add_argument("--replace", action="store_true", help="replace a model of the same name")
 
     p = sub.add_parser("path", parents=[common], help="print an installed model's file path")
     p.add_argument("name", metavar="NAME")
@@ -161,7 +162,7 @@ def _import(args: argparse.Namespace) -> int:
     src = Path(args.src).expanduser()
     if not src.exists():
         raise ModelError(f"{src}: no such file or directory")
-    installed = import_export(src, models_dir, args.name)
+    installed = import_export(src, models_dir, args.name, replace=args.replace)
     print(f"imported {src} as {installed}")
     return 0
 
