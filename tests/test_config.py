@@ -1,0 +1,192 @@
+"""Config validation: every mistake is one line naming the key; secrets never live in the file."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from edge import catalogue as cat
+from edge.config import Config, load_config, parse_config
+from edge.errors import ConfigError
+from tests.conftest import MOBILENET, MODELS, assert_one_line_error, require, run_cli
+
+
+def _write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+def _error(data: object) -> str:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, "cfg.yaml")
+    msg = str(err.value)
+    assert "\n" not in msg
+    return msg
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+def test_empty_file_gives_the_defaults(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(cat.MODELS_DIR_ENV, str(tmp_path / "models"))
+    cfg = load_config(_write(tmp_path, "# nothing set\n"))
+    assert cfg == Config()
+    assert cfg.model.name == cat.DEFAULT_STREAM_MODEL
+    # The daemon and `edge models` agree on where models live unless config says otherwise.
+    assert cfg.resolved_models_dir == cat.default_models_dir() == tmp_path / "models"
+
+
+def test_unknown_keys_are_named_with_their_path() -> None:
+    assert _error({"mqtt": {"hots": "broker"}}) == "cfg.yaml: mqtt.hots: unknown key"
+    assert "smoother.tau: unknown key" in _error({"smoother": {"tau": 1}})
+    assert "still_models.1.thread: unknown key" in _error(
+        {"still_models": [{"name": "a"}, {"name": "b", "thread": 2}]}
+    )
+    assert "colour: unknown key" in _error({"colour": "blue"})
+
+
+def test_wrong_types_and_ranges_are_named() -> None:
+    assert _error({"mqtt": {"port": "eighteen"}}).startswith("cfg.yaml: mqtt.port: ")
+    assert "mqtt.port" in _error({"mqtt": {"port": 70000}})
+    assert "source.fps" in _error({"source": {"fps": 0}})
+    assert "source.rotate" in _error({"source": {"rotate": 45}})
+    assert "mode" in _error({"mode": "audio"})
+    assert "model.sha256: must be 64 hexadecimal digits" in _error(
+        {"model": {"name": "x", "sha256": "abc"}}
+    )
+    assert "give exactly one of 'name'" in _error({"model": {"name": "a", "path": "/b.tflite"}})
+    assert "mqtt.topic_prefix" in _error({"mqtt": {"topic_prefix": "edge/#"}})
+    msg = _error(["not", "a", "mapping"])
+    assert msg == "cfg.yaml: top level must be a mapping of keys to values"
+
+
+def test_several_mistakes_are_reported_together_on_one_line() -> None:
+    msg = _error({"mqtt": {"port": 0, "qos": 5}})
+    assert "mqtt.port" in msg and "mqtt.qos" in msg
+
+
+def test_password_is_never_taken_from_the_config_file() -> None:
+    secret = "hunter2-do-not-echo"
+    msg = _error({"mqtt": {"username": "edge", "password": secret}})
+    assert "mqtt.password: unknown key" in msg
+    assert secret not in msg  # the error must not leak the secret into logs
+
+
+def test_password_file_is_read_at_connect_time(tmp_path) -> None:
+    secret = tmp_path / "mqtt.pw"
+    secret.write_text("s3cret\n", encoding="utf-8")
+    cfg = parse_config({"mqtt": {"username": "edge", "password_file": str(secret)}})
+    assert cfg.mqtt.password() == "s3cret"
+    secret.write_text("rotated\r\n", encoding="utf-8")
+    assert cfg.mqtt.password() == "rotated"
+    secret.unlink()
+    with pytest.raises(ConfigError, match=r"^mqtt\.password_file: cannot read .*mqtt\.pw"):
+        cfg.mqtt.password()
+
+
+def test_password_env_is_read_at_connect_time(monkeypatch) -> None:
+    cfg = parse_config({"mqtt": {"password_env": "EDGE_TEST_MQTT_PW"}})
+    monkeypatch.setenv("EDGE_TEST_MQTT_PW", "from-env")
+    assert cfg.mqtt.password() == "from-env"
+    monkeypatch.delenv("EDGE_TEST_MQTT_PW")
+    with pytest.raises(ConfigError, match=r"mqtt\.password_env: environment variable"):
+        cfg.mqtt.password()
+    assert parse_config({}).mqtt.password() is None
+
+
+def test_yaml_syntax_error_gives_the_line(tmp_path) -> None:
+    path = _write(
+        tmp_path,
+        """
+        mode: video
+        mqtt:
+          host: broker
+         port: 1883
+        """,
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert msg.startswith(str(path)) and "line 4" in msg and "\n" not in msg
+
+
+def test_missing_file_is_named(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.yaml")
+
+
+# ------------------------------------------------------------------------------ check-config CLI
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env[cat.MODELS_DIR_ENV] = str(tmp_path / "unused-models")
+    env.pop(cat.CATALOGUE_ENV, None)
+    return env
+
+
+def test_check_config_ok_prints_a_summary(tmp_path) -> None:
+    require(MOBILENET)
+    models = tmp_path / "models"
+    cat.fetch("mobilenet-v2-quant", models, str(MODELS), progress=False)
+    path = _write(
+        tmp_path,
+        f"""
+        mode: still
+        source: {{kind: opencv, uri: /dev/video0}}
+        model: {{name: mobilenet-v2-quant}}
+        mqtt: {{host: broker.example, port: 8883}}
+        models_dir: {models}
+        """,
+    )
+    proc = run_cli("check-config", str(path), env=_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"{path}: ok"
+    out = proc.stdout
+    assert "still" in out and "/dev/video0" in out and "mobilenet-v2-quant" in out
+    assert "broker.example:8883" in out
+    assert proc.stderr == ""  # the model is installed: nothing to warn about
+
+
+def test_check_config_warns_when_the_model_is_not_installed(tmp_path) -> None:
+    path = _write(
+        tmp_path,
+        f"""
+        model: {{name: movinet-a1-stream-int8}}
+        models_dir: {tmp_path / "empty"}
+        """,
+    )
+    proc = run_cli("check-config", str(path), env=_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"{path}: ok")
+    assert "warning" in proc.stderr
+    assert "edge models fetch movinet-a1-stream-int8" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        ("mqtt:\n  hots: broker\n", ("mqtt.hots: unknown key",)),
+        ("mqtt:\n  password: hunter2\n", ("mqtt.password: unknown key",)),
+        ("source:\n  fps: fast\n", ("source.fps",)),
+        ("mode: video\nmqtt:\n  host: a\n port: 1\n", ("line 4",)),
+        ("model:\n  name: a\n  path: b\n", ("model", "exactly one of")),
+    ],
+)
+def test_check_config_invalid_is_one_line_exit_2(tmp_path, text, needles) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    proc = run_cli("check-config", str(path), env=_env(tmp_path))
+    assert_one_line_error(proc, str(path), *needles)
+    assert "hunter2" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_check_config_missing_file(tmp_path) -> None:
+    proc = run_cli("check-config", str(tmp_path / "absent.yaml"), env=_env(tmp_path))
+    assert_one_line_error(proc, "absent.yaml", "not found")
