@@ -13,6 +13,8 @@ from edge.config import Config, load_config, parse_config
 from edge.errors import ConfigError
 from tests.conftest import MOBILENET, MODELS, assert_one_line_error, require, run_cli
 
+DEAD_PROXY = "http://127.0.0.1:9"
+
 
 def _write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
     path = tmp_path / name
@@ -126,6 +128,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env[cat.MODELS_DIR_ENV] = str(tmp_path / "unused-models")
     env.pop(cat.CATALOGUE_ENV, None)
+    # Anything but the local test servers goes to a dead proxy: no test reaches the internet.
+    env.update(http_proxy=DEAD_PROXY, https_proxy=DEAD_PROXY, no_proxy="127.0.0.1,localhost")
     return env
 
 

@@ -31,6 +31,8 @@ IN_MIRROR = {
     "movinet-custom-cattle-dynamic",
 }
 
+DEAD_PROXY = "http://127.0.0.1:9"
+
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
@@ -38,6 +40,8 @@ def env(tmp_path: Path) -> dict[str, str]:
     e = dict(os.environ)
     e[cat.MODELS_DIR_ENV] = str(tmp_path / "default-models")
     e.pop(cat.CATALOGUE_ENV, None)
+    # Anything but the local test servers goes to a dead proxy: no test reaches the internet.
+    e.update(http_proxy=DEAD_PROXY, https_proxy=DEAD_PROXY, no_proxy="127.0.0.1,localhost")
     return e
 
 
