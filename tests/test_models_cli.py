@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import importlib.util
 import json
 import os
 import threading
@@ -174,10 +173,6 @@ def test_sha_mismatch_over_http_is_a_one_line_error(tmp_path, env, mirror_url) -
     assert list(models.iterdir()) == []
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("edge.classifiers.image") is None,
-    reason="the Custom Vision importer needs edge.classifiers.image, not in this tree yet",
-)
 def test_import_custom_vision_folder(tmp_path, env) -> None:
     require(CV_FRUITS)
     models = tmp_path / "models"
