@@ -1,0 +1,232 @@
+"""``edge classify VIDEO``: run a streaming model over a video file, offline.
+
+Decoding and preprocessing run on a background thread while the model steps on the main
+thread, so the command is about as fast as the slower of the two. Frames are chosen at the
+model's rate from the file's timestamps; a rate at or above the file's classifies every
+frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+LABEL_FILE_NAMES = ("labels.txt", "label_map.txt")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamModelChoice:
+    """A stream model picked from ``--model``/``--labels``: a path or a catalogue entry."""
+
+    name: str
+    path: Path
+    labels: Path | None
+
+
+def labels_beside(model: Path) -> Path | None:
+    """labels.txt or label_map.txt next to the model, else the only *.txt there."""
+    folder = model.parent
+    for name in LABEL_FILE_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    texts = sorted(p for p in folder.glob("*.txt") if p.is_file())
+    return texts[0] if len(texts) == 1 else None
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.endswith(".tflite") or "/" in spec or "\\" in spec or spec.startswith(".")
+
+
+def resolve_stream_model(spec: str | None, labels: str | None = None) -> StreamModelChoice:
+    """``--model`` as a model file, else via the catalogue (a name or a model directory)."""
+    labels_path = Path(labels) if labels else None
+    if spec and (Path(spec).is_file() or (_looks_like_path(spec) and not Path(spec).exists())):
+        path = Path(spec)
+        if not path.exists():
+            raise ModelError(f"{path}: model file not found")
+        return StreamModelChoice(path.stem, path, labels_path or labels_beside(path))
+    try:
+        from edge import catalogue
+    except ImportError:
+        raise ModelError(
+            f"{spec or 'default model'}: not a model file, and no model catalogue is installed"
+        ) from None
+    resolved = catalogue.resolve_model(spec or catalogue.DEFAULT_STREAM_MODEL)
+    if resolved.kind != "stream":
+        raise ModelError(
+            f"{resolved.name}: is a still-image model; edge classify needs a streaming model "
+            "(use edge image for photos)"
+        )
+    return StreamModelChoice(resolved.name, Path(resolved.path), labels_path or resolved.labels)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", metavar="PATH_OR_NAME", help="a .tflite file or a catalogue name"
+    )
+    parser.add_argument(
+        "--labels", metavar="FILE", help="label file (default: the catalogue's or one beside it)"
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("video", metavar="VIDEO", help="video file (mp4, avi, ...)")
+    add_model_arguments(parser)
+    parser.add_argument(
+        "--fps",
+        type=float,
+        default=5.0,
+        help="model steps per second of video (default 5); at or above the file's rate, "
+        "every frame is classified",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="interpreter threads (default 2)")
+    parser.add_argument("--top", type=int, default=5, help="labels to show (default 5)")
+    parser.add_argument(
+        "--horizon",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="memory horizon; 0 = remember the whole clip (default)",
+    )
+    parser.add_argument(
+        "--rotate", type=int, choices=(0, 90, 180, 270), default=0, help="rotate clockwise"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON line per model step, then a summary line"
+    )
+    parser.add_argument("--plot", metavar="OUT.png", help="save the top labels over time")
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    if not (args.fps > 0 and math.isfinite(args.fps)):
+        raise ConfigError(f"--fps: must be a positive number, not {args.fps}")
+    if args.threads < 1:
+        raise ConfigError(f"--threads: must be at least 1, not {args.threads}")
+    if getattr(args, "top", 1) < 1:
+        raise ConfigError(f"--top: must be at least 1, not {args.top}")
+    horizon = getattr(args, "horizon", 0.0)
+    if not (horizon >= 0 and math.isfinite(horizon)):
+        raise ConfigError(f"--horizon: must be 0 or a positive number of seconds, not {horizon}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.classifiers.stream import StreamClassifier
+    from edge.pacing import Pacer, takes_every_frame
+    from edge.sources.orientation import Orientation
+    from edge.sources.video_file import VideoFile
+
+    check_numbers(args)
+    plot_out = Path(args.plot) if args.plot else None
+    if plot_out is not None:
+        from edge import plot
+
+        plot.require_matplotlib()
+    choice = resolve_stream_model(args.model, args.labels)
+    video = VideoFile(args.video, Orientation(rotate=args.rotate))
+    clf = StreamClassifier(
+        choice.path,
+        labels_path=choice.labels,
+        threads=args.threads,
+        top_k=args.top,
+        horizon_s=args.horizon,
+        fps=args.fps,
+        reset_gap_s=math.inf,  # a file is one continuous stream, whatever its timestamps
+        name=choice.name,
+    )
+    if choice.labels is None:
+        log.warning("%s: no label file found beside the model; showing class indices", choice.path)
+
+    every = takes_every_frame(args.fps, video.fps)
+    select = None if every else Pacer(args.fps).take
+    expected = None
+    if video.frame_count:
+        ratio = 1.0 if every or not video.fps else min(1.0, args.fps / video.fps)
+        expected = max(1, math.ceil(video.frame_count * ratio))
+
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=expected, unit="step", file=sys.stderr, leave=False)
+
+    out = sys.stdout
+    times: list[float] = []
+    history = []
+    last = None
+    steps = 0
+    started = time.perf_counter()
+    frames = video.prepared(
+        clf.preprocess_into, clf.signature.image_shape, clf.signature.image_dtype, select
+    )
+    try:
+        for item in frames:
+            pred = clf.run(item.data, item.timestamp, item.epoch)
+            steps += 1
+            last = pred
+            if args.json:
+                out.write(
+                    json.dumps(
+                        {
+                            "t": round(item.timestamp, 3),
+                            "frame": item.seq,
+                            "top": [s.as_dict() for s in pred.top],
+                        }
+                    )
+                    + "\n"
+                )
+            if plot_out is not None:
+                times.append(item.timestamp)
+                history.append(pred.probs)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        frames.close()
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - started
+    rate = steps / wall if wall > 0 else 0.0
+    if last is None:  # the source raises on an empty file; this is a belt for odd containers
+        raise ModelError(f"{args.video}: no frame was classified")
+
+    if plot_out is not None:
+        from edge import plot
+
+        plot.plot_timeline(
+            times,
+            history,
+            clf.labels,
+            plot_out,
+            title=f"{Path(args.video).name} - {clf.name}",
+        )
+
+    if args.json:
+        out.write(
+            json.dumps(
+                {
+                    "final": {"top": [s.as_dict() for s in last.top]},
+                    "frames": steps,
+                    "fps": round(rate, 2),
+                }
+            )
+            + "\n"
+        )
+    else:
+        width = max(len(s.label) for s in last.top)
+        out.write(
+            f"{Path(args.video).name}: {steps} frames classified by {clf.name} "
+            f"({rate:.1f} steps/s)\n"
+        )
+        for i, s in enumerate(last.top, 1):
+            out.write(f"{i:>3}. {s.label:<{width}}  {s.score:.3f}\n")
+    out.flush()
+    return 0
