@@ -29,6 +29,7 @@ from typing import IO, Any
 import yaml
 
 import edge
+from edge.config import default_models_dir
 from edge.errors import ConfigError, ModelError
 from edge.runtime import file_sha256
 
@@ -103,16 +104,6 @@ def catalogue_path() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(edge.__file__).resolve().parent.parent / "models" / "catalogue.yaml"
-
-
-def default_models_dir() -> Path:
-    """``$EDGE_MODELS_DIR``, else the user's data directory (the daemon uses its config's)."""
-    env = os.environ.get(MODELS_DIR_ENV)
-    if env:
-        return Path(env).expanduser()
-    data = os.environ.get("XDG_DATA_HOME")
-    base = Path(data).expanduser() if data else Path.home() / ".local" / "share"
-    return base / "edge" / "models"
 
 
 # ------------------------------------------------------------------------------ loading
@@ -430,12 +421,16 @@ def resolve_request(spec: str, models_dir: Path, sha256: str | None = None) -> R
         if part is not None and not part.resolve().is_relative_to(root):
             raise ModelError(f"model request: {part} leads outside the models directory")
     if sha256 is not None:
-        expected = sha256.lower()
-        got = file_sha256(resolved.path)
-        if got != expected:
-            raise ModelError(f"{resolved.path}: sha256 mismatch: expected {expected} got {got}")
-        resolved = replace(resolved, sha256=got)
+        resolved = replace(resolved, sha256=check_sha256(resolved.path, sha256))
     return resolved
+
+
+def check_sha256(path: Path, expected: str) -> str:
+    """The file's digest, or a ModelError when it is not the one asked for."""
+    got = file_sha256(path)
+    if got != expected.lower():
+        raise ModelError(f"{path}: sha256 mismatch: expected {expected.lower()} got {got}")
+    return got
 
 
 # ------------------------------------------------------------------------------ fetching

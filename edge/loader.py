@@ -23,11 +23,7 @@ def resolve(spec: str, models_dir: Path, *, request: bool = False, sha256: str |
         return catalogue.resolve_request(spec, models_dir, sha256=sha256)
     resolved = catalogue.resolve_model(spec, models_dir)
     if sha256:
-        from edge.runtime import file_sha256
-
-        actual = file_sha256(resolved.path)
-        if actual != sha256:
-            raise ModelError(f"{resolved.path}: sha256 mismatch: expected {sha256}, got {actual}")
+        catalogue.check_sha256(resolved.path, sha256)
     return resolved
 
 
