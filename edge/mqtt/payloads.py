@@ -1,0 +1,295 @@
+"""Message schemas: what each topic carries, and validation of the commands a device accepts.
+
+Outgoing payloads are plain dicts built by the daemon (or the builders here) and serialised
+once; the pydantic models describe them for subscribers and tests and allow extra keys so a
+newer daemon can add fields without breaking older dashboards. Incoming commands are checked
+strictly (size, JSON, object, schema) because anyone with write access to the broker can
+send them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge.errors import CommandError
+from edge.mqtt.topics import COMMANDS
+
+# --------------------------------------------------------------------------- outgoing
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ScoredOut(BaseModel):
+    label: str
+    score: float
+
+
+class ModelRef(BaseModel):
+    name: str | None
+    sha256: str | None = None
+
+
+class StatePayload(_Out):
+    """``state`` (retained, QoS 1): the current smoothed label; sent on change and as heartbeat."""
+
+    label: str | None
+    score: float
+    since: float | None
+    top: list[ScoredOut]
+    model: ModelRef
+    mode: Literal["video", "still"]
+    ts: float
+    seq: int = Field(ge=1)
+
+
+class EventPayload(_Out):
+    """``events`` (QoS 1): ``seq`` grows by one per message, so a gap means a lost message."""
+
+    type: str
+    ts: float
+    seq: int = Field(ge=1)
+    label: str | None = None
+    score: float | None = None
+
+
+class PredictionPayload(_Out):
+    """``predictions`` (QoS 0, rate-limited): raw and smoothed top-k of one model step."""
+
+    ts: float
+    raw: list[ScoredOut]
+    smoothed: list[ScoredOut]
+    label: str | None = None
+
+
+class ResultPayload(_Out):
+    """``results`` (QoS 1, durable): one still-image classification."""
+
+    ts: float
+    seq: int = Field(ge=1)
+    label: str | None
+    score: float | None = None
+    top: list[ScoredOut] = Field(default_factory=list)
+
+
+class InferenceMs(BaseModel):
+    p50: float | None
+    p95: float | None
+
+
+class StatsPayload(_Out):
+    """``stats`` (QoS 0, every ``stats_interval_s``); dropped first when the outbox is full."""
+
+    ts: float
+    uptime_s: float
+    camera_fps: float | None
+    model_fps: float | None
+    inference_ms: InferenceMs
+    dropped_frames: int
+    reconnects: int
+    outbox_depth: int
+    cpu_percent: float
+    rss_mb: float
+    mqtt_reconnects: int
+
+
+class ReplyPayload(_Out):
+    """``cmd/<name>/result`` (QoS 1): ``ok`` plus either the result fields or ``error``."""
+
+    ok: bool
+    id: str | None = None
+    error: str | None = None
+
+    @model_validator(mode="after")
+    def _error_when_failed(self) -> ReplyPayload:
+        if not self.ok and not self.error:
+            raise ValueError("a failed reply carries 'error'")
+        return self
+
+
+def _scored(items: Any) -> list[dict[str, Any]]:
+    out = []
+    for s in items:
+        if isinstance(s, dict):
+            out.append({"label": str(s["label"]), "score": round(float(s["score"]), 4)})
+        else:  # edge.classifiers.base.Scored, duck-typed: mqtt does not import classifiers
+            out.append({"label": str(s.label), "score": round(float(s.score), 4)})
+    return out
+
+
+def state_payload(
+    *,
+    label: str | None,
+    score: float,
+    since: float | None,
+    top: Any,
+    model: dict[str, Any],
+    mode: str,
+    ts: float,
+) -> dict[str, Any]:
+    """A ``state`` body without ``seq`` (the publisher numbers it)."""
+    return {
+        "label": label,
+        "score": round(float(score), 4),
+        "since": since,
+        "top": _scored(top),
+        "model": {"name": model.get("name"), "sha256": model.get("sha256")},
+        "mode": mode,
+        "ts": ts,
+    }
+
+
+def event_payload(
+    kind: str, *, ts: float, label: str | None = None, score: float | None = None, **extra: Any
+) -> dict[str, Any]:
+    """An ``events`` body without ``seq``: ``kind`` is ``start``, ``end`` or another event type."""
+    body: dict[str, Any] = {"type": kind, "ts": ts}
+    if label is not None:
+        body["label"] = label
+    if score is not None:
+        body["score"] = round(float(score), 4)
+    body.update(extra)
+    return body
+
+
+def reply_payload(ok: bool, *, id: str | None = None, error: str | None = None, **fields: Any):
+    body: dict[str, Any] = {"ok": ok, **fields}
+    if error is not None:
+        body["error"] = error
+    if id is not None:
+        body["id"] = id
+    return body
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    """Compact JSON; NaN/Infinity are refused because they are not JSON and break subscribers."""
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A validated command for the daemon's main loop. ``id`` is echoed in the reply."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+
+
+class CommandRejected(CommandError):
+    """A command that failed validation; carries the request id (if any) for the error reply."""
+
+    def __init__(self, message: str, id: str | None = None) -> None:
+        super().__init__(message)
+        self.id = id
+
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str | None = Field(None, min_length=1, max_length=128)
+
+
+class ResetArgs(_Args):
+    """Clear the stream model's state and the smoother."""
+
+
+class SnapshotArgs(_Args):
+    """Save and return the latest camera frame."""
+
+
+class ClassifyArgs(_Args):
+    """Still mode: take a photo now and classify it."""
+
+
+class ModelArgs(_Args):
+    """Swap the model: ``name`` (catalogue) or ``path``, optionally pinned by ``sha256``."""
+
+    name: str | None = Field(None, min_length=1, max_length=256)
+    path: str | None = Field(None, min_length=1, max_length=4096)
+    sha256: str | None = None
+    mode: Literal["video", "still"] | None = None
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, v: str | None) -> str | None:
+        if v is not None and not _SHA256.fullmatch(v):
+            raise ValueError("must be 64 hexadecimal digits")
+        return v.lower() if v else v
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ModelArgs:
+        if bool(self.name) == bool(self.path):
+            raise ValueError("give exactly one of 'name' or 'path'")
+        return self
+
+
+COMMAND_SCHEMAS: dict[str, type[_Args]] = {
+    "reset": ResetArgs,
+    "snapshot": SnapshotArgs,
+    "classify": ClassifyArgs,
+    "model": ModelArgs,
+}
+assert set(COMMAND_SCHEMAS) == set(COMMANDS)
+
+
+def _raw_id(obj: object) -> str | None:
+    if isinstance(obj, dict):
+        value = obj.get("id")
+        if isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+    return None
+
+
+def _schema_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = msg.removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def parse_command(name: str, payload: bytes, max_bytes: int) -> Command:
+    """Validate one command message; raise CommandRejected with a one-line reason otherwise.
+
+    An empty payload means "no arguments". An integer ``id`` is accepted and echoed as text.
+    """
+    if len(payload) > max_bytes:
+        raise CommandRejected(f"payload too large: {len(payload)} bytes > {max_bytes}")
+    schema = COMMAND_SCHEMAS.get(name)
+    obj: object
+    if payload.strip():
+        try:
+            obj = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CommandRejected(f"invalid JSON: {exc}") from None
+    else:
+        obj = {}
+    cmd_id = _raw_id(obj)
+    if schema is None:
+        known = ", ".join(COMMANDS)
+        raise CommandRejected(f"unknown command {name!r} (known: {known})", cmd_id)
+    if not isinstance(obj, dict):
+        raise CommandRejected(f"payload must be a JSON object, not {type(obj).__name__}", cmd_id)
+    if cmd_id is not None:
+        obj = {**obj, "id": cmd_id}
+    try:
+        args = schema.model_validate(obj)
+    except ValidationError as exc:
+        raise CommandRejected(f"{name}: {_schema_message(exc)}", cmd_id) from None
+    return Command(name, args.model_dump(exclude={"id"}, exclude_none=True), args.id)

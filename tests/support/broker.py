@@ -1,0 +1,460 @@
+"""A real Mosquitto for tests: one per test, on a free 127.0.0.1 port, in the test's tmp dir.
+
+Usage in a test module::
+
+    from tests.support.broker import Broker, broker, broker_factory  # noqa: F401
+
+    def test_x(broker):                      # plain broker, anonymous, persistence on
+        with broker.subscriber("edge/#") as sub:
+            ...
+            sub.wait_for(lambda msgs: any(m.topic.endswith("/state") for m in msgs))
+
+    def test_y(broker_factory, tmp_path):    # options: users, ACL, TLS
+        ca = make_test_ca(tmp_path / "ca")
+        b = broker_factory(users={"dev1": "pw"}, acl=ACL, tls=ca)
+
+``Broker.stop()`` (SIGTERM: Mosquitto saves retained messages and persistent sessions),
+``start()`` (same port, same config, same data) and ``kill()`` (SIGKILL) let a test take the
+broker away mid-run. ``broker.mqtt_config(**overrides)`` gives an ``MqttConfig`` pointing at
+it with short reconnect delays. Every broker a fixture made is killed at test end, whatever
+happened. If ``mosquitto`` is missing the test is skipped locally and fails in CI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.conftest import IN_CI
+
+MOSQUITTO = Path(shutil.which("mosquitto") or "/usr/sbin/mosquitto")
+MOSQUITTO_PASSWD = Path(shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd")
+OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
+HOST = "127.0.0.1"
+
+
+def require_mosquitto(*, passwd: bool = False) -> None:
+    """Mosquitto is a real part the MQTT tests need: skip locally, fail in CI."""
+    missing = [
+        str(p) for p in (MOSQUITTO, *((MOSQUITTO_PASSWD,) if passwd else ())) if not p.exists()
+    ]
+    if missing:
+        msg = "missing " + ", ".join(missing) + " (apt-get install mosquitto)"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``cond`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.01)
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+@dataclass(frozen=True, slots=True)
+class TestCA:
+    """A throw-away CA with a server certificate for 127.0.0.1/localhost and a client cert."""
+
+    __test__ = False  # not a test class, despite the name
+
+    ca_cert: Path
+    ca_key: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    proc = subprocess.run([OPENSSL, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(args)} failed: {proc.stderr.strip()}")
+
+
+def make_test_ca(directory: Path, *, name: str = "edge test CA") -> TestCA:
+    """Create a CA and sign a server and a client certificate with ``openssl`` (EC P-256)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl(
+        "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+        "-subj", f"/CN={name}",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=d,
+    )  # fmt: skip
+    for who, usage, san in (
+        ("server", "serverAuth", "subjectAltName=IP:127.0.0.1,DNS:localhost\n"),
+        ("client", "clientAuth", ""),
+    ):
+        _openssl(
+            "req", *ec, "-keyout", f"{who}.key", "-out", f"{who}.csr", "-subj", f"/CN={who}", cwd=d
+        )
+        (d / f"{who}.ext").write_text(
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+            f"extendedKeyUsage={usage}\nsubjectKeyIdentifier=hash\n"
+            f"authorityKeyIdentifier=keyid,issuer\n{san}"
+        )
+        _openssl(
+            "x509", "-req", "-in", f"{who}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{who}.crt", "-days", "2", "-extfile", f"{who}.ext",
+            cwd=d,
+        )  # fmt: skip
+    return TestCA(
+        d / "ca.crt", d / "ca.key", d / "server.crt", d / "server.key",
+        d / "client.crt", d / "client.key",
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- broker
+
+
+class Broker:
+    """One Mosquitto process with its own config, data and log in ``workdir``.
+
+    users: name -> password, written with ``mosquitto_passwd -b -c``; anonymous access is
+    then refused. acl: the text of an ACL file (``user x`` / ``topic readwrite a/#`` lines).
+    tls: a TestCA; the listener then speaks TLS only. require_certificate: TLS clients must
+    present a certificate signed by the CA.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        users: dict[str, str] | None = None,
+        acl: str | None = None,
+        tls: TestCA | None = None,
+        require_certificate: bool = False,
+        persistence: bool = True,
+        port: int | None = None,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.host = HOST
+        self.port = port or free_port()
+        self.tls = tls
+        self.users = dict(users or {})
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.workdir / "mosquitto.log"
+        self.conf_path = self.workdir / "mosquitto.conf"
+        lines = [
+            f"listener {self.port} {HOST}",
+            f"allow_anonymous {'false' if users else 'true'}",
+            f"log_dest file {self.log_path}",
+            "log_type all",
+            "connection_messages true",
+            "max_queued_messages 100000",
+        ]
+        if persistence:
+            data = self.workdir / "data"
+            data.mkdir(exist_ok=True)
+            lines += ["persistence true", f"persistence_location {data}/"]
+        if users:
+            require_mosquitto(passwd=True)
+            pw = self.workdir / "passwd"
+            for i, (name, password) in enumerate(self.users.items()):
+                args = ["-b", *(["-c"] if i == 0 else []), str(pw), name, password]
+                subprocess.run([str(MOSQUITTO_PASSWD), *args], check=True, capture_output=True)
+            lines.append(f"password_file {pw}")
+        if acl is not None:
+            acl_path = self.workdir / "acl"
+            acl_path.write_text(acl)
+            lines.append(f"acl_file {acl_path}")
+        if tls is not None:
+            lines += [
+                f"cafile {tls.ca_cert}",
+                f"certfile {tls.server_cert}",
+                f"keyfile {tls.server_key}",
+                f"require_certificate {'true' if require_certificate else 'false'}",
+            ]
+        self.conf_path.write_text("\n".join(lines) + "\n")
+
+    # ------------------------------------------------------------------ process
+    def start(self, timeout: float = 10.0) -> Broker:
+        """Start (again, on the same port) and return once it accepts TCP connections."""
+        require_mosquitto()
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        self.proc = subprocess.Popen(
+            [str(MOSQUITTO), "-c", str(self.conf_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}:\n{self.log()}")
+            with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), 0.2):
+                return self
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mosquitto did not listen on {self.port}:\n{self.log()}")
+            time.sleep(0.01)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Clean shutdown (SIGTERM): retained messages and persistent sessions are saved."""
+        self._end(signal.SIGTERM, timeout)
+
+    def kill(self) -> None:
+        """Abrupt end (SIGKILL), like a crash or power loss of the broker host."""
+        self._end(signal.SIGKILL, 10.0)
+
+    def _end(self, sig: int, timeout: float) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    # ------------------------------------------------------------------ clients
+    def mqtt_config(self, **overrides: Any):
+        """An ``MqttConfig`` for this broker with quick reconnects; ``overrides`` win."""
+        from edge.config import MqttConfig, TlsConfig
+
+        fields: dict[str, Any] = {
+            "host": HOST,
+            "port": self.port,
+            "reconnect_min_s": 0.1,
+            "reconnect_max_s": 0.5,
+            "keepalive_s": 10,
+        }
+        if self.tls is not None:
+            fields["tls"] = TlsConfig(ca_file=self.tls.ca_cert)
+        fields.update(overrides)
+        return MqttConfig(**fields)
+
+    def subscriber(self, *topics: str, **kw: Any) -> Subscriber:
+        """A connected Subscriber on ``topics`` (default ``#``); see Subscriber for options."""
+        if self.tls is not None:
+            kw.setdefault("ca_file", self.tls.ca_cert)
+        return Subscriber(self.host, self.port, topics or ("#",), **kw)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool
+    qos: int
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+    @property
+    def text(self) -> str:
+        return self.payload.decode("utf-8", "replace")
+
+
+class Subscriber:
+    """A real paho client that records every message it gets, with waits on what arrived.
+
+    persistent=True uses a non-clean MQTT 3.1.1 session under a fixed client id, so messages
+    published while it is disconnected (e.g. across ``Broker.stop()``/``start()``, which keeps
+    sessions) are queued by the broker and delivered after it reconnects.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        topics: tuple[str, ...] = ("#",),
+        *,
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        ca_file: Path | None = None,
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
+        persistent: bool = False,
+        qos: int = 1,
+        timeout: float = 10.0,
+    ) -> None:
+        self.topics = topics
+        self.qos = qos
+        self.messages: list[Message] = []
+        self._cond = threading.Condition()
+        self._connected = False
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"sub-{os.getpid()}-{id(self):x}",
+            clean_session=not persistent,
+            protocol=mqtt.MQTTv311,
+        )
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        if ca_file is not None:
+            self.client.tls_set(
+                ca_certs=str(ca_file),
+                certfile=str(cert_file) if cert_file else None,
+                keyfile=str(key_file) if key_file else None,
+            )
+        self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self.client.connect_async(host, port, keepalive=10)
+        self.client.loop_start()
+        if not self._subscribed.wait(timeout):
+            self.close()
+            raise AssertionError(f"subscriber could not connect to {host}:{port}")
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            return
+        with self._cond:
+            self._connected = True
+            self._cond.notify_all()
+        client.subscribe([(t, self.qos) for t in self.topics])
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._cond:
+            self._connected = False
+            self._cond.notify_all()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self._subscribed.set()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self._cond:
+            self.messages.append(Message(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos))
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ reading
+    def on(self, topic: str) -> list[Message]:
+        with self._cond:
+            return [m for m in self.messages if m.topic == topic]
+
+    def json(self, topic: str) -> list[Any]:
+        return [m.json() for m in self.on(topic) if m.payload]
+
+    def wait_for(
+        self, cond: Callable[[list[Message]], Any], timeout: float = 20.0, what: str = "messages"
+    ) -> Any:
+        """Block until ``cond(messages)`` is truthy (re-checked on each message); return it."""
+        result: Any = None
+
+        def check() -> bool:
+            nonlocal result
+            result = cond(list(self.messages))
+            return bool(result)
+
+        with self._cond:
+            if not self._cond.wait_for(check, timeout):
+                tail = "\n".join(f"  {m.topic} {m.payload[:120]!r}" for m in self.messages[-15:])
+                raise AssertionError(
+                    f"timed out after {timeout:.0f} s waiting for {what}; last:\n{tail}"
+                )
+        return result
+
+    def wait_payload(self, topic: str, payload: str | bytes, timeout: float = 20.0) -> Message:
+        """The first message on ``topic`` with exactly ``payload``."""
+        want = payload.encode() if isinstance(payload, str) else payload
+        return self.wait_for(
+            lambda ms: next((m for m in ms if m.topic == topic and m.payload == want), None),
+            timeout,
+            f"{want!r} on {topic}",
+        )
+
+    def wait_count(self, topic: str, n: int, timeout: float = 20.0) -> list[Message]:
+        """At least ``n`` messages on ``topic``; returns all of them."""
+        return self.wait_for(
+            lambda ms: (got := [m for m in ms if m.topic == topic]) and len(got) >= n and got,
+            timeout,
+            f"{n} messages on {topic}",
+        )
+
+    def wait_connected(self, timeout: float = 20.0) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._connected, timeout):
+                raise AssertionError("subscriber did not reconnect")
+
+    # ------------------------------------------------------------------ writing
+    def publish(
+        self, topic: str, payload: str | bytes, *, qos: int = 1, retain: bool = False
+    ) -> None:
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        info.wait_for_publish(10)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.disconnect()
+        with contextlib.suppress(Exception):
+            self.client.loop_stop()
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
+    """Make and start brokers with options (see Broker); all are killed at test end."""
+    require_mosquitto()
+    made: list[Broker] = []
+
+    def make(**kw: Any) -> Broker:
+        b = Broker(tmp_path / f"broker{len(made)}", **kw)
+        made.append(b)
+        return b.start()
+
+    yield make
+    for b in made:
+        b.kill()
+
+
+@pytest.fixture
+def broker(broker_factory: Callable[..., Broker]) -> Broker:
+    """A started anonymous Mosquitto with persistence, on its own port."""
+    return broker_factory()
