@@ -269,8 +269,15 @@ def test_import_refuses_an_existing_name_unless_replacing(export_dir: Path, tmp_
 def test_failed_import_leaves_nothing(export_dir: Path, tmp_path: Path) -> None:
     (export_dir / "labels.txt").write_text("Apple\nBanana\n")  # 2 labels for 7 outputs
     models_dir = tmp_path / "models"
-    with pytest.raises(ModelError, match="2 labels but the model has 7 outputs"):
+    with pytest.raises(ModelError, match="2 labels but the model has 7 outputs") as err:
         import_export(export_dir, models_dir)
+    assert str(export_dir) in str(err.value)  # the user's folder, not the staging folder
+    assert ".import-" not in str(err.value)
+    _assert_nothing_installed(models_dir)
+    bad_zip = _zip(export_dir, tmp_path / "short-labels.zip")
+    with pytest.raises(ModelError, match="2 labels") as err:
+        import_export(bad_zip, models_dir)
+    assert str(bad_zip) in str(err.value)
     _assert_nothing_installed(models_dir)
 
 

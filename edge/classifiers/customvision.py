@@ -340,6 +340,31 @@ def _export_root(dest: Path, where: Path) -> Path:
     raise ModelError(f"{where}: no model (.tflite) in this export")
 
 
+def renamed_errors(mapping: dict[Path, Path]):
+    """Re-raise ModelErrors with temporary folders replaced by what the user named."""
+    return _Renamer(mapping)
+
+
+class _Renamer:
+    def __init__(self, mapping: dict[Path, Path]) -> None:
+        # Longest first, so a folder inside another is replaced before its parent.
+        self.pairs = sorted(
+            ((str(k), str(v)) for k, v in mapping.items()), key=lambda kv: -len(kv[0])
+        )
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+        if isinstance(exc, ModelError):
+            msg = str(exc)
+            for old, new in self.pairs:
+                msg = msg.replace(old, new)
+            if msg != str(exc):
+                raise ModelError(msg) from None
+        return False
+
+
 def unpack_to_temp(zip_path: Path) -> tuple[tempfile.TemporaryDirectory[str], Path]:
     """Unpack a downloaded export to a private temporary folder that lives as long as the handle."""
     tmp = tempfile.TemporaryDirectory(prefix="edge-export-")
@@ -390,10 +415,14 @@ def import_export(
         stage_root = Path(tempfile.mkdtemp(prefix=f".import-{name}-", dir=models_dir))
     except OSError as exc:
         raise ModelError(f"{models_dir}: cannot write models here: {exc.strerror}") from None
+    staged = stage_root / name
+    unpacked = stage_root / "unpacked"
+    shown = {staged: src, unpacked: src}
     try:
-        root = safe_extract(src, stage_root / "unpacked") if is_zip else src
-        export = read_export(root)
-        staged = stage_root / name
+        root = safe_extract(src, unpacked) if is_zip else src
+        shown[root] = src
+        with renamed_errors(shown):
+            export = read_export(root)
         staged.mkdir()
         records = []
         for role, path in export.files():
@@ -410,7 +439,8 @@ def import_export(
             )
         from edge.classifiers.image import load_image_classifier
 
-        load_image_classifier(staged, name=name)  # raises ModelError if it does not load
+        with renamed_errors(shown):
+            load_image_classifier(staged, name=name)  # raises ModelError if it does not load
         _write_marker(staged, name, records, src)
         if final.exists():
             os.rename(final, stage_root / "replaced")

@@ -23,6 +23,7 @@ from edge.classifiers.customvision import (
     ExportPreprocess,
     is_export_dir,
     read_export,
+    renamed_errors,
     unpack_to_temp,
 )
 from edge.errors import ModelError, SourceError
@@ -298,8 +299,10 @@ def load_image_classifier(
     if not path.exists():
         raise ModelError(f"{path}: model not found")
     keepalive = None
+    shown: dict[Path, Path] = {}
     if path.is_file() and path.suffix.lower() == ".zip":
         keepalive, root = unpack_to_temp(path)
+        shown = {root: path, Path(keepalive.name): path}
         default_name = path.stem
     elif path.is_dir():
         root = path
@@ -307,6 +310,39 @@ def load_image_classifier(
     else:
         root = None
         default_name = path.stem
+    try:
+        with renamed_errors(shown):
+            return _load(
+                path,
+                root,
+                labels,
+                threads=threads,
+                top_k=top_k,
+                threshold=threshold,
+                channel_order=channel_order,
+                value_range=value_range,
+                name=name or default_name,
+                keepalive=keepalive,
+            )
+    except BaseException:
+        if keepalive is not None:
+            keepalive.cleanup()
+        raise
+
+
+def _load(
+    path: Path,
+    root: Path | None,
+    labels: str | Path | None,
+    *,
+    threads: int,
+    top_k: int,
+    threshold: float | None,
+    channel_order: str | None,
+    value_range: tuple[float, float] | None,
+    name: str,
+    keepalive: object,
+) -> ImageClassifier:
     if root is not None:
         if not is_export_dir(root) and not list(root.glob("*.tflite")):
             raise ModelError(f"{path}: no model (.tflite) in this folder")
@@ -328,7 +364,7 @@ def load_image_classifier(
         model_path,
         load_labels(labels_path),
         labels_where=labels_path,
-        name=name or default_name,
+        name=name,
         threads=threads,
         top_k=top_k,
         threshold=threshold,
