@@ -1,0 +1,132 @@
+"""A folder that other programs drop photos into; each complete image file is reported once.
+
+Polling rather than inotify: it works the same on network mounts, SD cards and Android
+storage, and a still station needs no sub-second reaction. A file is complete when its size
+and modification time did not change between two polls, or at once when its modification
+time is already older than ``settle_s`` (a file moved in keeps its old mtime, one being
+written does not). What was reported is remembered in a small JSON file so a restart does
+not classify the whole folder again; a file later replaced under the same name is new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+STATE_PREFIX = "watch-"
+
+Signature = tuple[int, int]  # (size, mtime_ns)
+
+
+class FolderWatcher:
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        state_path: str | Path | None = None,
+        settle_s: float = 2.0,
+        suffixes: frozenset[str] = IMAGE_SUFFIXES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.folder = Path(folder).expanduser()
+        self.settle_s = float(settle_s)
+        self.suffixes = frozenset(s.lower() for s in suffixes)
+        self.clock = clock
+        self.state_file = self._state_file(state_path)
+        self._seen: dict[str, Signature] = self._load()
+        self._pending: dict[str, Signature] = {}
+        self._missing_logged = False
+
+    def _state_file(self, state_path: str | Path | None) -> Path | None:
+        if state_path is None:
+            return None
+        path = Path(state_path)
+        if path.is_dir() or not path.suffix:
+            key = hashlib.sha256(str(self.folder.resolve()).encode()).hexdigest()[:12]
+            return path / f"{STATE_PREFIX}{key}.json"
+        return path
+
+    def _load(self) -> dict[str, Signature]:
+        if self.state_file is None:
+            return {}
+        try:
+            data = json.loads(self.state_file.read_text(encoding="utf-8"))
+            seen = data.get("seen", {}) if isinstance(data, dict) else {}
+            return {str(k): (int(v[0]), int(v[1])) for k, v in seen.items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            log.warning("%s: unreadable watch state, starting afresh: %s", self.state_file, exc)
+            return {}
+
+    def _save(self) -> None:
+        if self.state_file is None:
+            return
+        tmp = self.state_file.with_name(f".{self.state_file.name}.tmp")
+        try:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            payload = {
+                "folder": str(self.folder),
+                "seen": {k: list(v) for k, v in self._seen.items()},
+            }
+            tmp.write_text(json.dumps(payload), encoding="utf-8")
+            os.replace(tmp, self.state_file)
+        except OSError as exc:
+            log.warning("%s: cannot save watch state: %s", self.state_file, exc)
+
+    def _listing(self) -> dict[str, tuple[Signature, float]]:
+        files: dict[str, tuple[Signature, float]] = {}
+        with os.scandir(self.folder) as it:
+            for entry in it:
+                name = entry.name
+                if name.startswith(".") or os.path.splitext(name)[1].lower() not in self.suffixes:
+                    continue
+                try:
+                    if not entry.is_file():
+                        continue
+                    st = entry.stat()
+                except OSError:
+                    continue  # vanished between listing and stat
+                files[name] = ((st.st_size, st.st_mtime_ns), st.st_mtime)
+        return files
+
+    def poll(self) -> list[Path]:
+        """New complete image files since the last poll, oldest first. Never raises."""
+        try:
+            files = self._listing()
+        except OSError as exc:
+            if not self._missing_logged:
+                log.warning("watched folder %s: %s", self.folder, exc.strerror or exc)
+                self._missing_logged = True
+            return []
+        self._missing_logged = False
+        now = self.clock()
+        ready: list[tuple[float, str]] = []
+        pending: dict[str, Signature] = {}
+        for name, (sig, mtime) in files.items():
+            if self._seen.get(name) == sig:
+                continue
+            stable = self._pending.get(name) == sig
+            settled = now - mtime >= self.settle_s
+            if (sig[0] > 0 and (stable or settled)) or (sig[0] == 0 and stable and settled):
+                ready.append((mtime, name))
+            else:
+                pending[name] = sig
+        self._pending = pending
+        gone = [name for name in self._seen if name not in files]
+        for name in gone:
+            del self._seen[name]
+        ready.sort()
+        for _, name in ready:
+            self._seen[name] = files[name][0]
+        if ready or gone:
+            self._save()
+        return [self.folder / name for _, name in ready]
