@@ -258,7 +258,9 @@ class Publisher:
             protocol=mqtt.MQTTv5,
         )
         client.suppress_exceptions = True
-        client.enable_logger(logging.getLogger("edge.mqtt.paho"))
+        if log.isEnabledFor(logging.DEBUG):
+            # Only when debugging: paho logs an ERROR line on every retry while the broker is down.
+            client.enable_logger(logging.getLogger("edge.mqtt.paho"))
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)  # type: ignore[arg-type]
         if cfg.username or self._has_password:

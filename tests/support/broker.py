@@ -2,7 +2,7 @@
 
 Usage in a test module::
 
-    from tests.support.broker import Broker, broker, broker_factory  # noqa: F401
+    from tests.support.broker import broker_factory_fixture, broker_fixture  # noqa: F401
 
     def test_x(broker):                      # plain broker, anonymous, persistence on
         with broker.subscriber("edge/#") as sub:
@@ -175,7 +175,11 @@ class Broker:
             "log_type all",
             "connection_messages true",
             "max_queued_messages 100000",
+            "queue_qos0_messages true",  # QoS 0 (stats) also waits for persistent sessions
         ]
+        if os.geteuid() == 0:
+            # As root Mosquitto would switch to user "mosquitto", who cannot read a 0700 tmp dir.
+            lines.append("user root")
         if persistence:
             data = self.workdir / "data"
             data.mkdir(exist_ok=True)
@@ -438,8 +442,12 @@ class Subscriber:
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
+# Fixture functions carry a ``_fixture`` suffix and a ``name=``: importing them into a test
+# module then does not shadow the test's ``broker`` parameter (ruff F811).
+
+
+@pytest.fixture(name="broker_factory")
+def broker_factory_fixture(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     """Make and start brokers with options (see Broker); all are killed at test end."""
     require_mosquitto()
     made: list[Broker] = []
@@ -454,7 +462,13 @@ def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
         b.kill()
 
 
-@pytest.fixture
-def broker(broker_factory: Callable[..., Broker]) -> Broker:
+@pytest.fixture(name="broker")
+def broker_fixture(broker_factory: Callable[..., Broker]) -> Broker:
     """A started anonymous Mosquitto with persistence, on its own port."""
     return broker_factory()
+
+
+# The plain names can be imported too, at the price of a ruff F811 on each test that takes
+# ``broker`` as a parameter.
+broker = broker_fixture
+broker_factory = broker_factory_fixture

@@ -1,0 +1,356 @@
+"""The publisher against a real Mosquitto: availability, schemas, no loss across restarts."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.mqtt.payloads import (
+    EventPayload,
+    PredictionPayload,
+    ReplyPayload,
+    ResultPayload,
+    StatePayload,
+    StatsPayload,
+    event_payload,
+    state_payload,
+)
+from edge.mqtt.publisher import Publisher
+from edge.mqtt.topics import Topics
+from tests.conftest import ROOT
+from tests.support.broker import (  # noqa: F401
+    Broker,
+    broker_factory_fixture,
+    broker_fixture,
+    wait_until,
+)
+
+DEV = "dev1"
+T = Topics("edge", DEV)
+MODEL = {"name": "movinet-a0-stream-int8", "sha256": "ab" * 32}
+
+
+@pytest.fixture
+def make_pub(tmp_path: Path) -> Iterator[Callable[..., Publisher]]:
+    """Build publishers (outbox in tmp_path unless given); every one is stopped at test end."""
+    made: list[Publisher] = []
+
+    def make(broker: Broker, device_id: str = DEV, *, outbox: Path | None = None, **kw: Any):
+        cfg = broker.mqtt_config(**kw.pop("cfg", {}))
+        kw.setdefault("model_info", lambda: MODEL)
+        pub = Publisher(cfg, device_id, outbox or tmp_path / f"outbox-{len(made)}.sqlite", **kw)
+        made.append(pub)
+        return pub
+
+    yield make
+    for pub in made:
+        pub.stop(timeout=0.5)
+
+
+def _events(sub) -> list[int]:
+    return [m.json()["seq"] for m in sub.on(T.events)]
+
+
+def _in_order_without_gaps(seqs: list[int], n: int) -> bool:
+    """First occurrences are exactly 1..n in order; repeats (at-least-once) are allowed."""
+    first: list[int] = []
+    for s in seqs:
+        if s not in first:
+            first.append(s)
+    return first == list(range(1, n + 1))
+
+
+def _spawn(spec: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.support.publisher_proc", json.dumps(spec)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _expect_line(proc: subprocess.Popen, prefix: str) -> str:
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()  # the child flushes each line; EOF means it died
+    assert line.startswith(prefix), (line, proc.stderr.read() if proc.poll() is not None else "")
+    return line
+
+
+def _proc_spec(broker: Broker, outbox: Path, **kw: Any) -> dict:
+    mqtt = {
+        "host": broker.host,
+        "port": broker.port,
+        "reconnect_min_s": 0.1,
+        "reconnect_max_s": 0.5,
+        "keepalive_s": 10,
+    }
+    return {"mqtt": mqtt, "device_id": DEV, "outbox": str(outbox), **kw}
+
+
+# --------------------------------------------------------------------------- availability
+
+
+def test_availability_online_then_stopped_and_retained(broker, make_pub) -> None:
+    with broker.subscriber(T.availability) as sub:
+        pub = make_pub(broker)
+        pub.start()
+        sub.wait_payload(T.availability, "online")
+        wait_until(lambda: pub.connected, what="connected flag")
+        pub.stop()
+        sub.wait_payload(T.availability, "stopped")
+        assert [m.text for m in sub.on(T.availability)] == ["online", "stopped"]
+    with broker.subscriber(T.availability) as late:  # a newcomer gets the retained value
+        msg = late.wait_payload(T.availability, "stopped")
+        assert msg.retain
+
+
+def test_last_will_offline_after_kill9(broker, tmp_path: Path) -> None:
+    with broker.subscriber(T.availability) as sub:
+        proc = _spawn(_proc_spec(broker, tmp_path / "o.sqlite", then="connected"))
+        try:
+            _expect_line(proc, "queued")
+            _expect_line(proc, "connected")
+            sub.wait_payload(T.availability, "online")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            sub.wait_payload(T.availability, "offline")
+        finally:
+            proc.kill()
+            proc.wait(10)
+    with broker.subscriber(T.availability) as late:
+        assert late.wait_payload(T.availability, "offline").retain
+
+
+def test_starts_while_broker_is_down(broker, make_pub) -> None:
+    broker.stop()
+    pub = make_pub(broker)
+    pub.start()  # returns at once even though nothing listens
+    pub.publish_event(event_payload("start", ts=1.0, label="walking", score=0.8))
+    wait_until(lambda: pub.last_error and "cannot connect" in pub.last_error, what="error")
+    assert not pub.connected and pub.outbox_depth == 1
+    broker.start()
+    wait_until(lambda: pub.connected, what="reconnect")
+    wait_until(lambda: pub.outbox_depth == 0, what="outbox flushed")
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+def test_message_schemas_retain_and_qos(broker, make_pub) -> None:
+    pub = make_pub(broker, cfg={"predictions_max_hz": 50.0})
+    with broker.subscriber("edge/#") as sub:
+        pub.start()
+        sub.wait_payload(T.availability, "online")
+        top = [{"label": "walking", "score": 0.8123456}, {"label": "running", "score": 0.1}]
+        pub.publish_state(
+            state_payload(
+                label="walking",
+                score=0.81,
+                since=100.0,
+                top=top,
+                model=MODEL,
+                mode="video",
+                ts=101.0,
+            )
+        )
+        pub.publish_event(
+            event_payload("start", ts=101.0, label="walking", score=0.81, since=100.0)
+        )
+        pub.publish_event(event_payload("end", ts=109.0, label="walking"))
+        pub.publish_result({"label": "apple", "score": 0.9, "top": top, "source": "img.jpg"})
+        pub.publish_stats(
+            {
+                "uptime_s": 5.0,
+                "camera_fps": 15.0,
+                "model_fps": 5.0,
+                "inference_ms": {"p50": 20.0, "p95": 31.0},
+                "dropped_frames": 0,
+                "reconnects": 0,
+                "cpu_percent": 40.0,
+                "rss_mb": 90.0,
+            }
+        )
+        pub.publish_prediction({"ts": 101.0, "raw": top, "smoothed": top, "label": "walking"})
+        pub.reply("reset", {"ok": True, "id": "r1"})
+        for topic in (T.state, T.results, T.stats, T.predictions, T.reply("reset")):
+            sub.wait_count(topic, 1)
+        sub.wait_count(T.events, 2)
+
+    (state,) = sub.on(T.state)
+    s = StatePayload.model_validate(state.json())
+    assert state.qos == 1
+    with broker.subscriber(T.state) as late:  # retained: a newcomer gets it at once
+        assert late.wait_count(T.state, 1)[0].retain
+    assert (s.label, s.mode, s.model.name, s.top[0].score) == (
+        "walking",
+        "video",
+        MODEL["name"],
+        0.8123,
+    )
+    events = [EventPayload.model_validate(m.json()) for m in sub.on(T.events)]
+    assert [(e.type, e.seq) for e in events] == [("start", 1), ("end", 2)]
+    assert all(m.qos == 1 and not m.retain for m in sub.on(T.events))
+    r = ResultPayload.model_validate(sub.on(T.results)[0].json())
+    assert (r.label, r.seq) == ("apple", 1)
+    stats = StatsPayload.model_validate(sub.on(T.stats)[0].json())
+    assert stats.mqtt_reconnects == 0 and stats.outbox_depth >= 0
+    assert sub.on(T.stats)[0].qos == 0
+    p = PredictionPayload.model_validate(sub.on(T.predictions)[0].json())
+    assert p.smoothed[0].label == "walking" and sub.on(T.predictions)[0].qos == 0
+    reply = ReplyPayload.model_validate(sub.on(T.reply("reset"))[0].json())
+    assert reply.ok and reply.id == "r1"
+
+
+def test_event_seq_continues_after_a_clean_restart(broker, make_pub, tmp_path: Path) -> None:
+    outbox = tmp_path / "shared.sqlite"
+    with broker.subscriber(T.events) as sub:
+        first = make_pub(broker, outbox=outbox)
+        first.start()
+        for _ in range(3):
+            first.publish_event({"type": "start", "label": "a"})
+        sub.wait_count(T.events, 3)
+        first.stop()
+        second = make_pub(broker, outbox=outbox)
+        second.start()
+        second.publish_event({"type": "end", "label": "a"})
+        sub.wait_count(T.events, 4)
+    assert _events(sub) == [1, 2, 3, 4]
+
+
+def test_predictions_are_rate_limited_and_not_queued_offline(broker, make_pub) -> None:
+    pub = make_pub(broker, cfg={"predictions_max_hz": 0.5})
+    body = {"ts": 1.0, "raw": [], "smoothed": [], "label": None}
+    pub.publish_prediction(body)  # not connected yet: dropped, not stored
+    assert pub.outbox_depth == 0
+    with broker.subscriber(T.predictions, T.events) as sub:
+        pub.start()
+        wait_until(lambda: pub.connected, what="connected")
+        for _ in range(20):  # a burst far faster than 0.5 Hz
+            pub.publish_prediction(body)
+        pub.publish_event({"type": "marker"})  # sent after the burst on the same connection
+        sub.wait_count(T.events, 1)
+    assert len(sub.on(T.predictions)) == 1
+
+
+# --------------------------------------------------------------------------- no data lost
+
+
+def test_broker_restart_mid_run_loses_no_event(broker, make_pub) -> None:
+    # A persistent session: the broker keeps what arrives for the subscriber across its restart.
+    sub = broker.subscriber(T.events, persistent=True, client_id="events-watcher")
+    try:
+        pub = make_pub(broker)
+        pub.start()
+        for _ in range(15):
+            pub.publish_event({"type": "start", "label": "x"})
+        sub.wait_count(T.events, 5)
+        broker.stop()
+        wait_until(lambda: not pub.connected, what="publisher to notice the broker is gone")
+        for _ in range(15):
+            pub.publish_event({"type": "end", "label": "x"})
+        assert pub.outbox_depth >= 15
+        broker.start()
+        for _ in range(10):
+            pub.publish_event({"type": "start", "label": "y"})
+        sub.wait_for(lambda ms: _in_order_without_gaps(_events(sub), 40), 30, "events 1..40")
+        wait_until(lambda: pub.outbox_depth == 0, what="outbox drained")
+        assert pub.reconnects >= 1
+        assert pub.dropped == 0
+    finally:
+        sub.close()
+
+
+def test_kill9_with_undelivered_outbox_then_restart_delivers_in_order(
+    broker, tmp_path: Path
+) -> None:
+    outbox = tmp_path / "o.sqlite"
+    broker.stop()  # nothing can be delivered by the first process
+    first = _spawn(_proc_spec(broker, outbox, events=25, then="hold"))
+    try:
+        assert _expect_line(first, "queued") == "queued 25"
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        first.kill()
+        first.wait(10)
+    db = sqlite3.connect(outbox)
+    assert db.execute("SELECT COUNT(*) FROM outbox WHERE kind = 'event'").fetchone()[0] == 25
+    db.close()
+
+    broker.start()
+    with broker.subscriber(T.events, T.availability) as sub:
+        second = _spawn(_proc_spec(broker, outbox, events=5, then="drain"))
+        try:
+            _expect_line(second, "queued")
+            _expect_line(second, "connected")
+            _expect_line(second, "drained")
+            sub.wait_for(lambda ms: _in_order_without_gaps(_events(sub), 30), 30, "events 1..30")
+            second.send_signal(signal.SIGTERM)
+            _expect_line(second, "stopped")
+            assert second.wait(10) == 0
+            sub.wait_payload(T.availability, "stopped")
+        finally:
+            second.kill()
+            second.wait(10)
+
+
+def test_full_outbox_while_offline_drops_stats_never_events(broker, make_pub) -> None:
+    # The watcher's persistent session outlives the broker restart, so nothing the publisher
+    # delivers before the watcher reconnects is lost on the watcher's side.
+    sub = broker.subscriber(T.events, T.stats, persistent=True, client_id="bound-watcher")
+    try:
+        broker.stop()
+        pub = make_pub(broker, cfg={"outbox_max_messages": 100})
+        pub.start()
+        for i in range(80):
+            pub.publish_stats({"n": i})
+        for _ in range(60):
+            pub.publish_event({"type": "start", "label": "x"})
+        assert pub.outbox_depth == 100
+        assert pub.dropped == 40  # the 40 oldest stats made room for events
+        broker.start()
+        sub.wait_for(lambda ms: _in_order_without_gaps(_events(sub), 60), 30, "events 1..60")
+        sub.wait_count(T.stats, 40)
+        assert [m.json()["n"] for m in sub.on(T.stats)] == list(range(40, 80))
+    finally:
+        sub.close()
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def test_home_assistant_discovery_and_reannounce(broker, make_pub) -> None:
+    activity = T.discovery("sensor", "activity")
+    result = T.discovery("sensor", "last_result")
+    with broker.subscriber("homeassistant/#") as sub:
+        pub = make_pub(broker, mode="still")
+        pub.start()
+        sub.wait_count(activity, 1)
+        sub.wait_count(result, 1)
+        cfg = sub.on(activity)[0].json()
+        with broker.subscriber(activity) as late:  # retained for a Home Assistant started later
+            assert late.wait_count(activity, 1)[0].retain
+        assert cfg["state_topic"] == T.state and cfg["json_attributes_topic"] == T.state
+        assert cfg["unique_id"] == f"edge_{DEV}_activity"
+        assert cfg["device"]["identifiers"] == [f"edge_{DEV}"]
+        (avail,) = cfg["availability"]
+        assert avail["topic"] == T.availability
+        assert (avail["payload_available"], avail["payload_not_available"]) == ("online", "offline")
+        assert "value_template" in avail  # maps "stopped" to "offline"
+        assert sub.on(result)[0].json()["state_topic"] == T.results
+
+        sub.publish("homeassistant/status", "online")
+        sub.wait_count(activity, 2)
+        sub.wait_count(result, 2)
+
+        pub.set_mode("video")  # the still-result entity is removed with an empty config
+        sub.wait_for(lambda ms: any(m.topic == result and m.payload == b"" for m in ms))
