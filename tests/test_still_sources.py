@@ -146,7 +146,7 @@ def test_watcher_waits_until_a_file_stops_growing(tmp_path: Path) -> None:
     inbox.mkdir()
     photo = inbox / "a.jpg"
     data = FOX.read_bytes()
-    watcher = FolderWatcher(inbox, settle_s=3600)  # only stability counts here
+    watcher = FolderWatcher(inbox, settle_s=3600, poll_s=0)  # only stability counts here
     photo.write_bytes(data[:1000])
     assert watcher.poll() == []  # first sight
     photo.write_bytes(data[:5000])
@@ -170,7 +170,7 @@ def test_watcher_takes_moved_in_files_at_once_and_ignores_others(tmp_path: Path)
     shutil.copyfile(FOX, inbox / ".hidden.jpg")
     _age(inbox / ".hidden.jpg", 60)
     (inbox / "sub.jpg").mkdir()
-    watcher = FolderWatcher(inbox, settle_s=2)
+    watcher = FolderWatcher(inbox, settle_s=2, poll_s=0)
     assert watcher.poll() == [inbox / "b.JPG"]
 
 
@@ -181,9 +181,9 @@ def test_watcher_remembers_across_restarts_and_sees_replaced_files(tmp_path: Pat
     for name in ("1.jpg", "2.png"):
         shutil.copyfile(FOX, inbox / name)
         _age(inbox / name, 60)
-    first = FolderWatcher(inbox, state_path=state)
+    first = FolderWatcher(inbox, state_path=state, poll_s=0)
     assert sorted(p.name for p in first.poll()) == ["1.jpg", "2.png"]
-    restarted = FolderWatcher(inbox, state_path=state)
+    restarted = FolderWatcher(inbox, state_path=state, poll_s=0)
     assert restarted.poll() == []
     (inbox / "1.jpg").write_bytes(FOX.read_bytes()[:-10] + b"\xff\xd9")  # a new photo, same name
     _age(inbox / "1.jpg", 30)
@@ -195,7 +195,7 @@ def test_watcher_zero_size_file_only_once_settled_and_stable(tmp_path: Path) -> 
     inbox.mkdir()
     empty = inbox / "e.jpg"
     empty.write_bytes(b"")
-    watcher = FolderWatcher(inbox, settle_s=2)
+    watcher = FolderWatcher(inbox, settle_s=2, poll_s=0)
     assert watcher.poll() == []  # may be about to be written
     _age(empty, 60)
     assert watcher.poll() == []  # signature changed (mtime)
@@ -203,7 +203,19 @@ def test_watcher_zero_size_file_only_once_settled_and_stable(tmp_path: Path) -> 
 
 
 def test_watcher_missing_folder_does_not_raise(tmp_path: Path) -> None:
-    watcher = FolderWatcher(tmp_path / "not-yet")
+    watcher = FolderWatcher(tmp_path / "not-yet", poll_s=0)
     assert watcher.poll() == []
     (tmp_path / "not-yet").mkdir()
     assert watcher.poll() == []
+
+
+def test_watcher_polls_no_faster_than_its_interval(tmp_path: Path) -> None:
+    require(FOX)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copyfile(FOX, inbox / "a.jpg")
+    eager = FolderWatcher(inbox, settle_s=3600, poll_s=0)
+    assert eager.poll() == [] and eager.poll() == [inbox / "a.jpg"]  # stable across two scans
+    # However often the daemon loop calls, two scans are at least poll_s apart.
+    paced = FolderWatcher(inbox, settle_s=3600, poll_s=3600)
+    assert all(paced.poll() == [] for _ in range(5))

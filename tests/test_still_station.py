@@ -161,7 +161,7 @@ def test_watched_folder_files_are_classified_once(tmp_path: Path, models) -> Non
     station = _station(tmp_path, models, outbox)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    watcher = FolderWatcher(inbox, state_path=tmp_path / "state")
+    watcher = FolderWatcher(inbox, state_path=tmp_path / "state", poll_s=0)
     shutil.copyfile(BANANA, inbox / "one.jpg")
     (inbox / "broken.jpg").write_bytes(b"not an image")
     (inbox / "readme.txt").write_text("ignored")
@@ -172,6 +172,6 @@ def test_watched_folder_files_are_classified_once(tmp_path: Path, models) -> Non
     assert [Path(m["image"]["path"]).name for m in done] == ["one.jpg"]
     assert station.poll_watch(watcher) == []
     # After a restart the watcher remembers what it reported.
-    again = FolderWatcher(inbox, state_path=tmp_path / "state")
+    again = FolderWatcher(inbox, state_path=tmp_path / "state", poll_s=0)
     assert station.poll_watch(again) == []
     assert len(outbox.messages) == 1

@@ -33,11 +33,16 @@ class FolderWatcher:
         *,
         state_path: str | Path | None = None,
         settle_s: float = 2.0,
+        poll_s: float = 1.0,
         suffixes: frozenset[str] = IMAGE_SUFFIXES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.folder = Path(folder).expanduser()
         self.settle_s = float(settle_s)
+        # Calls closer together than this return nothing: "unchanged between two polls"
+        # must span real time, however often the caller's loop runs.
+        self.poll_s = float(poll_s)
+        self._last_scan = -float("inf")
         self.suffixes = frozenset(s.lower() for s in suffixes)
         self.clock = clock
         self.state_file = self._state_file(state_path)
@@ -100,6 +105,10 @@ class FolderWatcher:
 
     def poll(self) -> list[Path]:
         """New complete image files since the last poll, oldest first. Never raises."""
+        tick = time.monotonic()
+        if tick - self._last_scan < self.poll_s:
+            return []
+        self._last_scan = tick
         try:
             files = self._listing()
         except OSError as exc:
