@@ -13,9 +13,14 @@ frame while the model runs on the current one.
 from __future__ import annotations
 
 import math
+import os
 import queue
+import re
+import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +43,39 @@ class Prepared:
     timestamp: float
     seq: int
     epoch: int = 0
+
+
+@contextmanager
+def _native_stderr(into: list[str]) -> Iterator[None]:
+    """Collect what native code (FFmpeg) writes to fd 2 meanwhile into ``into``.
+
+    So a file FFmpeg cannot parse becomes one SourceError carrying FFmpeg's reason instead
+    of a stray native line followed by our error.
+    """
+    with suppress(Exception):
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", "replace")
+            into.extend(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _reason(lines: list[str]) -> str:
+    """FFmpeg's last message without its "[demuxer @ 0x...]" prefix."""
+    if not lines:
+        return ""
+    return ": " + re.sub(r"^\[[^\]]*\]\s*", "", lines[-1])
 
 
 class _Stop:
@@ -70,17 +108,24 @@ class VideoFile:
             raise SourceError(f"{self.path}: video file not found")
         if not self.path.is_file():
             raise SourceError(f"{self.path}: not a file")
-        cap = self._open()
+        native: list[str] = []
         try:
-            ok = cap.grab()
-            if not ok:
-                raise SourceError(f"{self.path}: video has no readable frames")
-            fps = cap.get(cv2.CAP_PROP_FPS)
-            count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-            w = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-            h = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        finally:
-            cap.release()
+            with _native_stderr(native):
+                cap = self._open()
+                try:
+                    ok = cap.grab()
+                    fps = cap.get(cv2.CAP_PROP_FPS)
+                    count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+                    w = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+                    h = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+                finally:
+                    cap.release()
+        except SourceError as exc:
+            raise SourceError(f"{exc}{_reason(native)}") from None
+        if not ok:
+            raise SourceError(f"{self.path}: video has no readable frames{_reason(native)}")
+        if native:  # warnings about a file that still opened: pass them on
+            sys.stderr.write("\n".join(native) + "\n")
         self.fps: float | None = float(fps) if fps and math.isfinite(fps) and fps > 0 else None
         self.frame_count: int | None = int(count) if count and count > 0 else None
         self.width, self.height = self.orientation.output_size(w, h)
