@@ -152,6 +152,21 @@ def test_manifest_file_names_cannot_point_outside(export_dir: Path) -> None:
         read_export(export_dir)
 
 
+def test_plain_model_folder_is_fed_like_any_tflite_model(tmp_path: Path) -> None:
+    """A folder with a model and labels but no Custom Vision files gets no BGR 0..255."""
+    from tests.conftest import MOBILENET, MOBILENET_LABELS, require
+
+    require(MOBILENET, MOBILENET_LABELS, IMAGES / "fox.jpeg")
+    folder = tmp_path / "imagenet"
+    folder.mkdir()
+    shutil.copyfile(MOBILENET, folder / MOBILENET.name)
+    shutil.copyfile(MOBILENET_LABELS, folder / MOBILENET_LABELS.name)
+    assert not read_export(folder).is_custom_vision
+    clf = load_image_classifier(folder)
+    assert clf.input_spec.channel_order == "RGB" and clf.input_spec.raw_pixels
+    assert clf.classify(read_image(IMAGES / "fox.jpeg")).top[0].label.startswith("red fox")
+
+
 def test_export_folder_without_model(export_dir: Path) -> None:
     (export_dir / "model.tflite").unlink()
     with pytest.raises(ModelError, match="no model"):

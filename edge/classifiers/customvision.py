@@ -81,6 +81,11 @@ class CustomVisionExport:
     preprocess: ExportPreprocess = ExportPreprocess("BGR", (0.0, 255.0), "none", "default")
 
     @property
+    def is_custom_vision(self) -> bool:
+        """False for a plain folder holding a model and labels: fed like any TFLite model."""
+        return self.manifest_path is not None or self.metadata_path is not None
+
+    @property
     def domain(self) -> str:
         return str(self.manifest.get("DomainType") or "Classification")
 

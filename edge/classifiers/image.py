@@ -348,8 +348,10 @@ def _load(
             raise ModelError(f"{path}: no model (.tflite) in this folder")
         export = read_export(root, channel_order=channel_order, value_range=value_range)
         labels_path = Path(labels) if labels is not None else export.labels_path
-        model_path, pre = export.model_path, export.preprocess
-        log.debug("%s: input %s as declared by %s", path, pre, pre.declared_by)
+        model_path = export.model_path
+        pre = export.preprocess if export.is_custom_vision else None
+        if pre is not None:
+            log.debug("%s: input %s as declared by %s", path, pre, pre.declared_by)
     else:
         check_tflite_file(path)
         model_path, pre = path, None
