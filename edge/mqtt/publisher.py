@@ -350,13 +350,13 @@ class Publisher:
             name = self.topics.command_name(msg.topic)
             if name is None:
                 return
-            if msg.retain:
-                self._reject(name, "retained commands are ignored; publish without retain", None)
-                return
             try:
                 cmd = parse_command(name, msg.payload, self.cfg.max_command_bytes)
             except CommandRejected as exc:
                 self._reject(name, str(exc), exc.id)
+                return
+            if msg.retain:  # it would run again on every reconnect
+                self._reject(name, "retained commands are ignored; publish without retain", cmd.id)
                 return
             try:
                 self._commands.put_nowait(cmd)
