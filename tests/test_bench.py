@@ -16,13 +16,26 @@ CLIP = VIDEOS / "carving_ice_small.mp4"
 
 def test_bench_json_reports_all_three_loops():
     require(A0, CLIP)
-    proc = run_cli("bench", "--model", str(A0), "--video", str(CLIP), "--frames", "150", "--json")
+    proc = run_cli(
+        "bench",
+        "--model",
+        str(A0),
+        "--video",
+        str(CLIP),
+        "--frames",
+        "150",
+        "--rounds",
+        "2",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     for key in ("floor", "baseline", "pipeline"):
         assert report[key]["fps"] > 0, key
         assert report[key]["frames"] == 150  # more than the clip's 131: it was looped
         assert report[key]["threads"] >= 1
+        assert len(report[key]["rounds"]) == 2
+        assert min(report[key]["rounds"]) <= report[key]["fps"] <= max(report[key]["rounds"])
     assert set(report["ratios"]) == {"pipeline_baseline", "pipeline_floor"}
     assert (
         abs(
@@ -46,6 +59,8 @@ def test_bench_text_output_and_thread_options():
         str(CLIP),
         "--frames",
         "40",
+        "--rounds",
+        "1",
         "--threads",
         "1",
         "--pipeline-threads",

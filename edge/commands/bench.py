@@ -59,6 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--frames", type=int, default=1000, help="frames per loop, the clip looped (default 1000)"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved rounds of the three loops; the median is reported (default 3)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -234,6 +240,13 @@ def bench_pipeline(
 # ----------------------------------------------------------------------------------- run
 
 
+def _median(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    rates = sorted(r["fps"] for r in rounds)
+    mid = len(rates) // 2
+    median = rates[mid] if len(rates) % 2 else (rates[mid - 1] + rates[mid]) / 2
+    return {**rounds[0], "fps": round(median, 1), "rounds": [r["fps"] for r in rounds]}
+
+
 def run(args: argparse.Namespace) -> int:
     from edge.classifiers.stream import StreamClassifier
     from edge.runtime import backend_name
@@ -243,6 +256,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threads: must be at least 1, not {args.threads}")
     if args.frames < 1:
         raise ConfigError(f"--frames: must be at least 1, not {args.frames}")
+    if args.rounds < 1:
+        raise ConfigError(f"--rounds: must be at least 1, not {args.rounds}")
     pipeline_threads = args.pipeline_threads or max(1, (os.cpu_count() or 2) - 1)
     if pipeline_threads < 1:
         raise ConfigError(f"--pipeline-threads: must be at least 1, not {pipeline_threads}")
@@ -260,9 +275,18 @@ def run(args: argparse.Namespace) -> int:
     sha = probe.sha256
     del probe
 
-    floor = bench_floor(choice.path, video, args.threads, args.frames)
-    baseline = bench_baseline(choice.path, labels, video, args.threads, args.frames)
-    pipeline = bench_pipeline(choice.path, labels, video, pipeline_threads, args.frames)
+    # Interleaved rounds, median per loop: on a shared machine the load changes under a
+    # run, and interleaving spreads it over all three loops alike.
+    runs: dict[str, list[dict[str, Any]]] = {"floor": [], "baseline": [], "pipeline": []}
+    for _ in range(args.rounds):
+        runs["floor"].append(bench_floor(choice.path, video, args.threads, args.frames))
+        runs["baseline"].append(
+            bench_baseline(choice.path, labels, video, args.threads, args.frames)
+        )
+        runs["pipeline"].append(
+            bench_pipeline(choice.path, labels, video, pipeline_threads, args.frames)
+        )
+    floor, baseline, pipeline = (_median(runs[k]) for k in ("floor", "baseline", "pipeline"))
 
     def ratio(a: float, b: float) -> float:
         return round(a / b, 3) if b > 0 else 0.0
@@ -276,6 +300,7 @@ def run(args: argparse.Namespace) -> int:
         "video_frames": source.frame_count,
         "video_fps": source.fps,
         "frames": args.frames,
+        "rounds": args.rounds,
         "cpus": os.cpu_count(),
         "load": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "floor": floor,
@@ -295,7 +320,8 @@ def run(args: argparse.Namespace) -> int:
         out.write(
             f"model    {report['model']} ({report['runtime']}, sha256 {sha[:12]})\n"
             f"video    {video.name} {size}, {source.fps or 0:.2f} fps, "
-            f"{source.frame_count} frames, looped to {args.frames} per run\n"
+            f"{source.frame_count} frames, looped to {args.frames} per run, "
+            f"median of {args.rounds} interleaved rounds\n"
             f"floor    {floor['fps']:8.1f} frames/s  threads {floor['threads']}  "
             "(invoke only, input in memory)\n"
             f"baseline {baseline['fps']:8.1f} frames/s  threads {baseline['threads']}  "
