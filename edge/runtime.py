@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import sys
 from pathlib import Path
 from typing import Any
 
 from edge.errors import ModelError
+from edge.nativeio import native_stderr
 
 _BACKENDS = (
     ("ai_edge_litert.interpreter", "ai-edge-litert"),
@@ -60,12 +62,18 @@ def open_interpreter(path: str | Path, threads: int | None = None) -> Any:
     path = Path(path)
     check_tflite_file(path)
     cls, _ = _interpreter_class()
+    native: list[str] = []
     try:
-        interpreter = cls(model_path=str(path), num_threads=threads)
-        interpreter.allocate_tensors()
+        with native_stderr(native):
+            interpreter = cls(model_path=str(path), num_threads=threads)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()] or native
+        first = lines[0] if lines else exc.__class__.__name__
         raise ModelError(f"{path}: cannot load model: {first}") from None
+    chatter = [ln for ln in native if not ln.startswith("INFO:")]
+    if chatter:
+        sys.stderr.write("\n".join(chatter) + "\n")
     return interpreter
 
 

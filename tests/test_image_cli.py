@@ -20,17 +20,8 @@ from tests.conftest import (
     run_cli,
 )
 
-# LiteRT prints this banner on stderr when it creates its default CPU delegate; it is not
-# an error line of ours, so it is set aside before counting error lines.
-RUNTIME_BANNER = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-
-
 def edge(*args: str) -> subprocess.CompletedProcess:
-    proc = run_cli(*args, timeout=120)
-    proc.stderr = "".join(
-        line for line in proc.stderr.splitlines(keepends=True) if line.strip() != RUNTIME_BANNER
-    )
-    return proc
+    return run_cli(*args, timeout=120)
 
 
 def _lines(proc: subprocess.CompletedProcess) -> list[dict]:
