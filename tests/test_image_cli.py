@@ -20,6 +20,7 @@ from tests.conftest import (
     run_cli,
 )
 
+
 def edge(*args: str) -> subprocess.CompletedProcess:
     return run_cli(*args, timeout=120)
 
