@@ -55,6 +55,7 @@ class Daemon:
         self.cpu = CpuMeter()
         self.state_seq = 0
         self.last_frame: Frame | None = None
+        self._since_wall: float | None = None
         self.last_stable: Any = None
         self.ready = False
         self.capture: Any = None
@@ -128,7 +129,9 @@ class Daemon:
         if cfg.still.watch_dir:
             from edge.sources.watch import FolderWatcher
 
-            self.watcher = FolderWatcher(cfg.still.watch_dir, state_path=cfg.state_dir)
+            self.watcher = FolderWatcher(
+                cfg.still.watch_dir, state_path=cfg.state_dir, poll_s=cfg.still.watch_poll_s
+            )
         return StillStation(
             self.still_classifiers,
             history,
@@ -264,11 +267,7 @@ class Daemon:
             except EdgeError as exc:
                 log.warning("scheduled photo failed: %s", exc)
         if self.watcher is not None:
-            for path in self.watcher.poll():
-                try:
-                    self.station.classify_path(path, source="watch")
-                except EdgeError as exc:
-                    log.warning("%s", exc)
+            self.station.poll_watch(self.watcher)
         if self.capture is not None:
             frame = self.capture.get(timeout=0.05)
             if frame is not None:
@@ -279,7 +278,7 @@ class Daemon:
 
     def _take_photo(self, source: str) -> dict[str, Any]:
         if self.camera is not None:
-            path = self.camera.capture(self.cfg.state_dir / "images")
+            path = self.camera.capture(self.station.new_image_path())
             return self.station.classify_path(path, source=source)
         frame = self.capture.get(timeout=2.0) if self.capture is not None else None
         frame = frame or self.last_frame
@@ -389,7 +388,7 @@ class Daemon:
         payload = {
             "label": getattr(stable, "label", None),
             "score": round(float(getattr(stable, "score", 0.0)), 4),
-            "since": since if since is not None else getattr(self, "_since_wall", None),
+            "since": since if since is not None else self._since_wall,
             "top": [s.as_dict() for s in getattr(stable, "top", ())],
             "model": self._model_info(),
             "mode": self.cfg.mode,
