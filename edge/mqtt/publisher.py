@@ -332,8 +332,12 @@ class Publisher:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was = self.connected
         self.connected = False
-        if was and not self._stopping:
+        if self._stopping:
+            pass
+        elif was:
             self._report(f"connection lost: {reason_code}")
+        elif self.last_error is None:  # closed before CONNACK, e.g. a TLS client cert refused
+            self._report(f"broker closed the connection before accepting it: {reason_code}")
         self._wake.set()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
