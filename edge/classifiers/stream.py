@@ -54,11 +54,16 @@ def _native_info_silenced() -> Iterator[None]:
     with suppress(Exception):
         sys.stderr.flush()
     try:
-        saved = os.dup(2)
-    except OSError:
+        tmp = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the with below
+    except OSError:  # no writable temp dir (a locked-down service): let it through
         yield
         return
-    with tempfile.TemporaryFile() as tmp:
+    with tmp:
+        try:
+            saved = os.dup(2)
+        except OSError:
+            yield
+            return
         os.dup2(tmp.fileno(), 2)
         try:
             yield
@@ -189,7 +194,8 @@ class StreamClassifier:
 
     ``step(frame)`` preprocesses into the input tensor and runs. A pipelined loop instead
     calls ``preprocess_into(bgr, buf)`` on a decode thread (``buf`` from ``new_input()``)
-    and ``run(buf, timestamp, epoch)`` on the model thread.
+    and ``run(buf, timestamp, epoch)`` on the model thread. ``Prediction.inference_ms`` is
+    the model's part (invoke, state carry, softmax), not preprocessing.
     """
 
     def __init__(
@@ -334,9 +340,8 @@ class StreamClassifier:
     def step(self, frame: Frame) -> Prediction:
         """Classify the next frame of the stream (resetting first on a new epoch or a gap)."""
         reset = self._check_reset(frame.timestamp, frame.epoch)
-        start = time.perf_counter()
         self._fill_image(frame.image)
-        return self._finish(frame.timestamp, start, reset)
+        return self._finish(frame.timestamp, time.perf_counter(), reset)
 
     def run(self, buf: np.ndarray, timestamp: float, epoch: int = 0) -> Prediction:
         """Like ``step`` for an input already made by ``preprocess_into``."""

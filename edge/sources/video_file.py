@@ -55,11 +55,16 @@ def _native_stderr(into: list[str]) -> Iterator[None]:
     with suppress(Exception):
         sys.stderr.flush()
     try:
-        saved = os.dup(2)
-    except OSError:
+        tmp = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the with below
+    except OSError:  # no writable temp dir (a locked-down service): let it through
         yield
         return
-    with tempfile.TemporaryFile() as tmp:
+    with tmp:
+        try:
+            saved = os.dup(2)
+        except OSError:
+            yield
+            return
         os.dup2(tmp.fileno(), 2)
         try:
             yield
