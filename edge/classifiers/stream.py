@@ -284,8 +284,8 @@ class StreamClassifier:
         self._last_t: float | None = None
         self._epoch: int | None = None
         self.steps = 0
-        self.resets = 0
-        self.reset()
+        self.reset()  # the arena's initial contents are not guaranteed to be zero
+        self.resets = 0  # resets after load: source restarts, gaps, explicit calls
 
     @staticmethod
     def _pool_names(sig: StreamSignature) -> set[str]:
