@@ -284,8 +284,9 @@ class StreamClassifier:
         self._last_t: float | None = None
         self._epoch: int | None = None
         self.steps = 0
+        self.resets = 0
         self.reset()  # the arena's initial contents are not guaranteed to be zero
-        self.resets = 0  # resets after load: source restarts, gaps, explicit calls
+        self.resets = 0  # count only resets after load: restarts, gaps, explicit calls
 
     @staticmethod
     def _pool_names(sig: StreamSignature) -> set[str]:
