@@ -128,8 +128,11 @@ def test_new_epoch_or_long_gap_starts_afresh(a0):
     for f in carving:
         a0.step(f)
     gap = carving[-1].timestamp + a0.reset_gap_s + 1.0
+    before = a0.resets
     preds = [a0.step(Frame(f.image, gap + f.timestamp, f.seq)) for f in arm]
     assert preds[0].extra.get("reset") is True
+    assert a0.resets == before + 1  # once, at the gap; not at every later frame
+    assert not any(p.extra for p in preds[1:])
     np.testing.assert_allclose(preds[-1].probs, fresh, atol=1e-6)
 
 
