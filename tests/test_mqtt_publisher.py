@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sqlite3
-import subprocess
-import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,13 +23,14 @@ from edge.mqtt.payloads import (
 )
 from edge.mqtt.publisher import Publisher
 from edge.mqtt.topics import Topics
-from tests.conftest import ROOT
 from tests.support.broker import (  # noqa: F401
     Broker,
+    TcpProxy,
     broker_factory_fixture,
     broker_fixture,
     wait_until,
 )
+from tests.support.publisher_proc import Child
 
 DEV = "dev1"
 T = Topics("edge", DEV)
@@ -68,23 +67,6 @@ def _in_order_without_gaps(seqs: list[int], n: int) -> bool:
     return first == list(range(1, n + 1))
 
 
-def _spawn(spec: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.support.publisher_proc", json.dumps(spec)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _expect_line(proc: subprocess.Popen, prefix: str) -> str:
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()  # the child flushes each line; EOF means it died
-    assert line.startswith(prefix), (line, proc.stderr.read() if proc.poll() is not None else "")
-    return line
-
-
 def _proc_spec(broker: Broker, outbox: Path, **kw: Any) -> dict:
     mqtt = {
         "host": broker.host,
@@ -114,18 +96,13 @@ def test_availability_online_then_stopped_and_retained(broker, make_pub) -> None
 
 
 def test_last_will_offline_after_kill9(broker, tmp_path: Path) -> None:
-    with broker.subscriber(T.availability) as sub:
-        proc = _spawn(_proc_spec(broker, tmp_path / "o.sqlite", then="connected"))
-        try:
-            _expect_line(proc, "queued")
-            _expect_line(proc, "connected")
-            sub.wait_payload(T.availability, "online")
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
-            sub.wait_payload(T.availability, "offline")
-        finally:
-            proc.kill()
-            proc.wait(10)
+    spec = _proc_spec(broker, tmp_path / "o.sqlite", then="connected")
+    with broker.subscriber(T.availability) as sub, Child(spec) as child:
+        child.expect("queued")
+        child.expect("connected")
+        sub.wait_payload(T.availability, "online")
+        child.kill9()
+        sub.wait_payload(T.availability, "offline")
     with broker.subscriber(T.availability) as late:
         assert late.wait_payload(T.availability, "offline").retain
 
@@ -245,23 +222,39 @@ def test_predictions_are_rate_limited_and_not_queued_offline(broker, make_pub) -
 
 
 def test_broker_restart_mid_run_loses_no_event(broker, make_pub) -> None:
+    """Events keep coming from another thread while the broker goes away and comes back."""
     # A persistent session: the broker keeps what arrives for the subscriber across its restart.
     sub = broker.subscriber(T.events, persistent=True, client_id="events-watcher")
-    try:
-        pub = make_pub(broker)
-        pub.start()
-        for _ in range(15):
+    pub = make_pub(broker)
+    pub.start()
+    sent = 0
+    done = threading.Event()
+
+    def produce() -> None:
+        nonlocal sent
+        while not done.is_set():
             pub.publish_event({"type": "start", "label": "x"})
-        sub.wait_count(T.events, 5)
+            sent += 1
+            done.wait(0.003)  # a steady trickle, like a busy sensor
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        sub.wait_count(T.events, 20)
         broker.stop()
         wait_until(lambda: not pub.connected, what="publisher to notice the broker is gone")
-        for _ in range(15):
-            pub.publish_event({"type": "end", "label": "x"})
-        assert pub.outbox_depth >= 15
+        offline_from = sent
+        wait_until(lambda: sent >= offline_from + 20, what="events published while offline")
+        assert pub.outbox_depth >= 20
         broker.start()
-        for _ in range(10):
-            pub.publish_event({"type": "start", "label": "y"})
-        sub.wait_for(lambda ms: _in_order_without_gaps(_events(sub), 40), 30, "events 1..40")
+        wait_until(lambda: pub.connected, what="reconnect")
+        online_from = sent
+        wait_until(lambda: sent >= online_from + 20, what="events published after the restart")
+    finally:
+        done.set()
+        producer.join(10)
+    try:
+        sub.wait_for(lambda ms: _in_order_without_gaps(_events(sub), sent), 30, f"events 1..{sent}")
         wait_until(lambda: pub.outbox_depth == 0, what="outbox drained")
         assert pub.reconnects >= 1
         assert pub.dropped == 0
@@ -269,38 +262,48 @@ def test_broker_restart_mid_run_loses_no_event(broker, make_pub) -> None:
         sub.close()
 
 
+def test_network_loss_with_messages_in_flight_resends_them(broker, make_pub) -> None:
+    """Messages sent into a dead link (no PUBACK) are sent again on the next connection."""
+    with TcpProxy(broker.port) as link, broker.subscriber(T.events) as sub:
+        pub = make_pub(broker, cfg={"port": link.port})
+        pub.start()
+        pub.publish_event({"type": "start", "label": "before"})
+        sub.wait_count(T.events, 1)
+        link.blackhole()
+        for _ in range(10):
+            pub.publish_event({"type": "start", "label": "lost-on-the-wire"})
+        wait_until(lambda: link.discarded > 0, what="events sent into the dead link")
+        link.cut()
+        link.restore()
+        wait_until(lambda: pub.reconnects >= 1, what="reconnect through the link")
+        pub.publish_event({"type": "end", "label": "after"})
+        sub.wait_for(lambda ms: _in_order_without_gaps(_events(sub), 12), 30, "events 1..12")
+        wait_until(lambda: pub.outbox_depth == 0, what="outbox drained")
+
+
 def test_kill9_with_undelivered_outbox_then_restart_delivers_in_order(
     broker, tmp_path: Path
 ) -> None:
     outbox = tmp_path / "o.sqlite"
     broker.stop()  # nothing can be delivered by the first process
-    first = _spawn(_proc_spec(broker, outbox, events=25, then="hold"))
-    try:
-        assert _expect_line(first, "queued") == "queued 25"
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
-        first.kill()
-        first.wait(10)
+    with Child(_proc_spec(broker, outbox, events=25, then="hold")) as first:
+        assert first.expect("queued") == "queued 25"
+        first.kill9()
     db = sqlite3.connect(outbox)
     assert db.execute("SELECT COUNT(*) FROM outbox WHERE kind = 'event'").fetchone()[0] == 25
     db.close()
 
     broker.start()
-    with broker.subscriber(T.events, T.availability) as sub:
-        second = _spawn(_proc_spec(broker, outbox, events=5, then="drain"))
-        try:
-            _expect_line(second, "queued")
-            _expect_line(second, "connected")
-            _expect_line(second, "drained")
-            sub.wait_for(lambda ms: _in_order_without_gaps(_events(sub), 30), 30, "events 1..30")
-            second.send_signal(signal.SIGTERM)
-            _expect_line(second, "stopped")
-            assert second.wait(10) == 0
-            sub.wait_payload(T.availability, "stopped")
-        finally:
-            second.kill()
-            second.wait(10)
+    spec = _proc_spec(broker, outbox, events=5, then="drain")
+    with broker.subscriber(T.events, T.availability) as sub, Child(spec) as second:
+        second.expect("queued")
+        second.expect("connected")
+        second.expect("drained")
+        sub.wait_for(lambda ms: _in_order_without_gaps(_events(sub), 30), 30, "events 1..30")
+        second.signal(signal.SIGTERM)
+        second.expect("stopped")
+        assert second.proc.wait(10) == 0
+        sub.wait_payload(T.availability, "stopped")
 
 
 def test_full_outbox_while_offline_drops_stats_never_events(broker, make_pub) -> None:

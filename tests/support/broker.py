@@ -139,6 +139,83 @@ def make_test_ca(directory: Path, *, name: str = "edge test CA") -> TestCA:
 # --------------------------------------------------------------------------- broker
 
 
+class TcpProxy:
+    """A TCP forwarder in front of a broker, to take the network away from a client.
+
+    ``blackhole()`` keeps connections open but throws away what is sent in both directions
+    (a dead Wi-Fi link: messages and their acknowledgements vanish); ``cut()`` closes every
+    connection (the client notices at once); ``restore()`` forwards again. ``discarded``
+    counts the client-to-broker bytes thrown away, so a test can wait until something was
+    actually lost. Point the client at ``proxy.port``.
+    """
+
+    def __init__(self, target_port: int, host: str = HOST) -> None:
+        self.target = (host, target_port)
+        self._server = socket.create_server((HOST, 0))
+        self.port = int(self._server.getsockname()[1])
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._blackhole = False
+        self.discarded = 0
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, 5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, upward: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if self._blackhole:
+                    if upward:
+                        self.discarded += len(data)
+                    continue
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def blackhole(self) -> None:
+        self._blackhole = True
+
+    def restore(self) -> None:
+        self._blackhole = False
+
+    def cut(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self.cut()
+        self._server.close()
+
+    def __enter__(self) -> TcpProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class Broker:
     """One Mosquitto process with its own config, data and log in ``workdir``.
 

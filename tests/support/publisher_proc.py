@@ -6,13 +6,15 @@ JSON keys: ``mqtt`` (MqttConfig fields), ``device_id``, ``outbox`` (path), ``eve
 many events to publish, labelled ``e<seq>``), ``then``: ``hold`` (wait to be killed),
 ``drain`` (wait until the outbox is empty, then hold) or ``stop`` (clean stop and exit).
 Progress lines on stdout: ``queued <n>`` once every event is stored durably, ``connected``,
-``drained``, ``stopped``. SIGTERM stops cleanly.
+``drained``, ``stopped``. SIGTERM stops cleanly. Tests drive it through ``Child``.
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -20,6 +22,58 @@ from pathlib import Path
 
 from edge.config import MqttConfig
 from edge.mqtt.publisher import Publisher
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Child:
+    """The publisher process seen from a test: read its progress lines with a timeout."""
+
+    def __init__(self, spec: dict) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.publisher_proc", json.dumps(spec)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:  # type: ignore[union-attr]
+            self._lines.put(line.strip())
+        self._lines.put(None)
+
+    def expect(self, prefix: str, timeout: float = 30.0) -> str:
+        """The next progress line, which must start with ``prefix``."""
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no {prefix!r} line from the publisher process") from None
+        assert line is not None, f"publisher process ended: {''.join(self.stderr)[-2000:]}"
+        assert line.startswith(prefix), (line, prefix)
+        return line
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def say(line: str) -> None:
