@@ -131,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
         from edge import plot
 
         plot.require_matplotlib()
-    choice = resolve_stream_model(args.model, args.labels)
     video = VideoFile(args.video, Orientation(rotate=args.rotate))
+    choice = resolve_stream_model(args.model, args.labels)
     clf = StreamClassifier(
         choice.path,
         labels_path=choice.labels,
