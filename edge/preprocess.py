@@ -81,11 +81,13 @@ class Preprocessor:
         else:
             pixels = self._resized
         if self._float_out:
+            # Convert into the float scratch first: a mixed-type multiply would allocate.
+            np.copyto(self._scratch, pixels, casting="unsafe")
             if self._add == 0.0:
-                np.multiply(pixels, self._mul, out=out, casting="unsafe")
+                np.multiply(self._scratch, np.float32(self._mul), out=out, casting="unsafe")
             else:
-                np.multiply(pixels, self._mul, out=self._scratch, casting="unsafe")
-                np.add(self._scratch, self._add, out=out, casting="unsafe")
+                self._scratch *= np.float32(self._mul)
+                np.add(self._scratch, np.float32(self._add), out=out, casting="unsafe")
         elif self._mul == 1.0 and self._add == 0.0 and out.dtype == np.uint8:
             np.copyto(out, pixels)
         else:

@@ -21,12 +21,7 @@ between half a horizon and a whole one, never starts cold, and costs no second i
 from __future__ import annotations
 
 import math
-import os
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,42 +37,6 @@ from edge.runtime import file_sha256, open_interpreter
 
 _POOL_BUFFER = "_pool_buffer"
 _POOL_COUNT = "_pool_frame_count"
-
-
-@contextmanager
-def _native_info_silenced() -> Iterator[None]:
-    """Drop the runtime's "INFO: Created ... delegate" line that C++ writes to fd 2 on load.
-
-    Anything else written to stderr meanwhile is passed on, so a user-facing error stays
-    one line and no native warning is lost.
-    """
-    with suppress(Exception):
-        sys.stderr.flush()
-    try:
-        tmp = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the with below
-    except OSError:  # no writable temp dir (a locked-down service): let it through
-        yield
-        return
-    with tmp:
-        try:
-            saved = os.dup(2)
-        except OSError:
-            yield
-            return
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            kept = [
-                line
-                for line in tmp.read().decode("utf-8", "replace").splitlines()
-                if line.strip() and not line.startswith("INFO: ")
-            ]
-            if kept:
-                os.write(2, ("\n".join(kept) + "\n").encode())
 
 
 @dataclass(slots=True)
@@ -216,8 +175,7 @@ class StreamClassifier:
         if horizon_s < 0 or not math.isfinite(horizon_s):
             raise ModelError(f"horizon must be 0 (unbounded) or a positive time, not {horizon_s}")
         self.path = Path(model_path)
-        with _native_info_silenced():
-            self._interp = open_interpreter(self.path, threads)
+        self._interp = open_interpreter(self.path, threads)
         self.signature = sig = inspect_signature(self._interp, self.path)
         self.name = name or self.path.stem
         self.sha256 = file_sha256(self.path)

@@ -13,14 +13,11 @@ frame while the model runs on the current one.
 from __future__ import annotations
 
 import math
-import os
 import queue
 import re
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +26,7 @@ import numpy as np
 
 from edge.errors import SourceError
 from edge.frame import Frame
+from edge.nativeio import native_stderr
 from edge.sources.orientation import Orientation
 
 Select = Callable[[float], bool]
@@ -43,37 +41,6 @@ class Prepared:
     timestamp: float
     seq: int
     epoch: int = 0
-
-
-@contextmanager
-def _native_stderr(into: list[str]) -> Iterator[None]:
-    """Collect what native code (FFmpeg) writes to fd 2 meanwhile into ``into``.
-
-    So a file FFmpeg cannot parse becomes one SourceError carrying FFmpeg's reason instead
-    of a stray native line followed by our error.
-    """
-    with suppress(Exception):
-        sys.stderr.flush()
-    try:
-        tmp = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the with below
-    except OSError:  # no writable temp dir (a locked-down service): let it through
-        yield
-        return
-    with tmp:
-        try:
-            saved = os.dup(2)
-        except OSError:
-            yield
-            return
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            text = tmp.read().decode("utf-8", "replace")
-            into.extend(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _reason(lines: list[str]) -> str:
@@ -115,7 +82,7 @@ class VideoFile:
             raise SourceError(f"{self.path}: not a file")
         native: list[str] = []
         try:
-            with _native_stderr(native):
+            with native_stderr(native):
                 cap = self._open()
                 try:
                     ok = cap.grab()
