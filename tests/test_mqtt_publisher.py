@@ -264,7 +264,7 @@ def test_broker_restart_mid_run_loses_no_event(broker, make_pub) -> None:
 
 def test_network_loss_with_messages_in_flight_resends_them(broker, make_pub) -> None:
     """Messages sent into a dead link (no PUBACK) are sent again on the next connection."""
-    with TcpProxy(broker.port) as link, broker.subscriber(T.events) as sub:
+    with TcpProxy(broker.port) as link, broker.subscriber(T.events, T.availability) as sub:
         pub = make_pub(broker, cfg={"port": link.port})
         pub.start()
         pub.publish_event({"type": "start", "label": "before"})
@@ -279,6 +279,12 @@ def test_network_loss_with_messages_in_flight_resends_them(broker, make_pub) -> 
         pub.publish_event({"type": "end", "label": "after"})
         sub.wait_for(lambda ms: _in_order_without_gaps(_events(sub), 12), 30, "events 1..12")
         wait_until(lambda: pub.outbox_depth == 0, what="outbox drained")
+        # Subscribed again on the new connection ("online" follows the SUBSCRIBE).
+        sub.wait_for(
+            lambda ms: [m.text for m in ms if m.topic == T.availability].count("online") == 2
+        )
+        sub.publish(T.command("reset"), '{"id": "after-reconnect"}')
+        assert pub.commands().get(timeout=20).id == "after-reconnect"
 
 
 def test_kill9_with_undelivered_outbox_then_restart_delivers_in_order(

@@ -92,6 +92,7 @@ class Publisher:
         self._acks: queue.SimpleQueue[tuple[int, int, Any]] = queue.SimpleQueue()
         self._inflight: dict[int, tuple[int, str]] = {}  # mid -> (row id, topic)
         self._cursor = 0  # highest row id handed to paho on this connection
+        self._window = WINDOW
         self._gen = 0  # connection generation; acks from an older one are ignored
         self._ever_connected = False
         self._stopping = False
@@ -295,7 +296,12 @@ class Publisher:
             if reason_code.is_failure:
                 self._report(f"broker refused the connection: {reason_code}", logging.ERROR)
                 return
+            # paho does not enforce the broker's Receive Maximum; stay under it ourselves,
+            # leaving room for availability and discovery published directly.
+            receive_max = getattr(properties, "ReceiveMaximum", None) or 65535
+            window = max(1, min(WINDOW, receive_max - 6))
             with self._lock:
+                self._window = window
                 # The outbox is the source of truth: forget paho's copies and resend in order.
                 client.drop_out_messages()
                 self._inflight.clear()
@@ -307,11 +313,12 @@ class Publisher:
             self._ever_connected = True
             self.last_error = None
             self._logged_error = None
-            client.publish(self.topics.availability, AVAILABLE, qos=1, retain=True)
             subs = [(self.topics.commands, SubscribeOptions(qos=1))]
             if self.cfg.discovery:
                 subs.append((self.topics.ha_status, SubscribeOptions(qos=1)))
             client.subscribe(subs)
+            # After SUBSCRIBE on the same connection: once "online" is seen, commands are heard.
+            client.publish(self.topics.availability, AVAILABLE, qos=1, retain=True)
             self._announce()
             log.info(
                 "mqtt: connected to %s:%d (%d waiting in the outbox)",
@@ -419,7 +426,7 @@ class Publisher:
         bad: list[int] = []
         with self._lock:
             client = self._client
-            room = WINDOW - len(self._inflight)
+            room = self._window - len(self._inflight)
             if client is None or not self.connected or room <= 0:
                 return
             for row in self._outbox.fetch(self._cursor, room):
