@@ -15,9 +15,12 @@ Usage in a test module::
 
 ``Broker.stop()`` (SIGTERM: Mosquitto saves retained messages and persistent sessions),
 ``start()`` (same port, same config, same data) and ``kill()`` (SIGKILL) let a test take the
-broker away mid-run. ``broker.mqtt_config(**overrides)`` gives an ``MqttConfig`` pointing at
-it with short reconnect delays. Every broker a fixture made is killed at test end, whatever
-happened. If ``mosquitto`` is missing the test is skipped locally and fails in CI.
+broker away mid-run; ``TcpProxy`` takes the network away from one client instead (blackhole
+or cut). ``broker.mqtt_config(**overrides)`` gives an ``MqttConfig`` pointing at it with
+short reconnect delays; ``make_test_ca(dir)`` makes a CA, server and client certificates
+with openssl; ``wait_until(cond)`` polls any condition with a timeout. Every broker a
+fixture made is killed at test end, whatever happened. If ``mosquitto`` is missing the test
+is skipped locally and fails in CI (``require_mosquitto``).
 """
 
 from __future__ import annotations
