@@ -363,3 +363,15 @@ def test_home_assistant_discovery_and_reannounce(broker, make_pub) -> None:
 
         pub.set_mode("video")  # the still-result entity is removed with an empty config
         sub.wait_for(lambda ms: any(m.topic == result and m.payload == b"" for m in ms))
+
+
+def test_unencodable_payload_is_counted_not_raised(broker, make_pub) -> None:
+    pub = make_pub(broker)
+    pub.publish_event({"type": "start", "score": float("nan")})
+    pub.publish_state({"label": object()})
+    assert pub.dropped == 2 and pub.outbox_depth == 0
+    pub.publish_event({"type": "start", "score": 0.5})
+    assert pub.outbox_depth == 1  # and the numbering did not skip
+    with broker.subscriber(T.events) as sub:
+        pub.start()
+        assert sub.wait_count(T.events, 1)[0].json()["seq"] == 1

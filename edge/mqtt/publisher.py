@@ -142,7 +142,9 @@ class Publisher:
     def stop(self, timeout: float = 1.5) -> None:
         """Flush what the broker takes within ``timeout``, say ``stopped``, disconnect.
 
-        Whatever is not acknowledged by then stays in the outbox for the next start.
+        Whatever is not acknowledged by then stays in the outbox for the next start, and so
+        does anything published after ``stop`` (the outbox stays open; a stopped publisher
+        does not start again: make a new one).
         """
         if self._closed:
             return
@@ -170,7 +172,6 @@ class Publisher:
             if self._pump is not None:
                 self._pump.join(max(0.2, deadline - time.monotonic()))
         self._closed = True
-        self._outbox.close()
         log.info("mqtt: stopped (%d messages kept in the outbox)", self._outbox.depth)
 
     # --------------------------------------------------------------- publishing
@@ -213,8 +214,14 @@ class Publisher:
             return
         self._next_prediction = now + self._prediction_interval
         client = self._client
-        if client is not None:
-            client.publish(self.topics.predictions, encode(payload), qos=0)
+        if client is None:
+            return
+        try:
+            data = encode(payload)
+        except (TypeError, ValueError) as exc:  # e.g. NaN scores: skip, never stop the loop
+            log.error("mqtt: prediction not sent, not JSON-encodable: %s", exc)
+            return
+        client.publish(self.topics.predictions, data, qos=0)
 
     def reply(self, command: str, payload: dict) -> None:
         """Answer a command on ``cmd/<command>/result`` (durable, QoS 1)."""
@@ -238,13 +245,10 @@ class Publisher:
         retain: bool = False,
         seq: str | None = None,
     ) -> None:
-        if self._closed:
-            log.warning("mqtt: publisher stopped; %s message on %s not kept", kind, topic)
-            return
         try:
             self._outbox.put(kind, topic, body, qos=qos, retain=retain, seq=seq)
-        except sqlite3.Error as exc:
-            # A full disk must not stop the sensor; the loss is counted and logged.
+        except (sqlite3.Error, TypeError, ValueError) as exc:
+            # A full disk or a NaN in a payload must not stop the sensor: counted and logged.
             self._write_failures += 1
             log.error("mqtt: cannot store a %s message in the outbox: %s", kind, exc)
             return
