@@ -349,7 +349,9 @@ def _resolve_file(path: Path, catalogue: dict[str, CatalogueEntry]) -> ResolvedM
     entry = catalogue.get(str((marker or {}).get("name")))
     if entry is not None and entry.model_file.filename == path.name:
         return _from_marker_dir(path.parent, entry, marker)
-    return ResolvedModel(path.stem, path, _labels_beside(path), "auto", None, None)
+    # "model.tflite" (an export or an installed folder) is better named by its folder.
+    name = path.parent.name if path.stem == "model" and path.parent.name else path.stem
+    return ResolvedModel(name, path, _labels_beside(path), "auto", None, None)
 
 
 def _from_marker_dir(

@@ -53,7 +53,6 @@ class Daemon:
         self.infer_ms = Window(512)
         self.model_rate = RateMeter(10.0)
         self.cpu = CpuMeter()
-        self.state_seq = 0
         self.last_frame: Frame | None = None
         self._since_wall: float | None = None
         self.last_stable: Any = None
@@ -384,7 +383,6 @@ class Daemon:
         if not self.publisher:
             return
         stable = self.last_stable
-        self.state_seq += 1
         payload = {
             "label": getattr(stable, "label", None),
             "score": round(float(getattr(stable, "score", 0.0)), 4),
@@ -393,7 +391,6 @@ class Daemon:
             "model": self._model_info(),
             "mode": self.cfg.mode,
             "ts": now,
-            "seq": self.state_seq,
         }
         if since is not None:
             self._since_wall = since

@@ -1,0 +1,358 @@
+"""`edge run` end to end: a real clip, the real model, a real Mosquitto, a real process.
+
+Each test starts its own broker on a free loopback port and the daemon as a
+subprocess, then watches what a real subscriber receives.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import (
+    A0,
+    BERLIN_INT8,
+    BERLIN_LABELS,
+    K600_LABELS,
+    VIDEOS,
+    assert_one_line_error,
+    require,
+    run_cli,
+)
+from tests.support.broker import broker_factory_fixture, broker_fixture, wait_until  # noqa: F401
+from tests.support.daemon import DaemonProcess, NotifySocket, deep_merge
+from tests.support.mjpeg_server import MjpegServer
+
+BASE = "edge/dev1"
+
+
+@pytest.fixture(autouse=True)
+def _assets() -> None:
+    require(A0, K600_LABELS, VIDEOS / "carving_ice.mp4")
+
+
+def config_for(tmp: Path, port: int, **extra) -> dict:
+    base = {
+        "device_id": "dev1",
+        "state_dir": str(tmp / "state"),
+        "models_dir": str(tmp / "models"),
+        "source": {"kind": "opencv", "uri": str(VIDEOS / "carving_ice.mp4"), "loop": True},
+        "model": {"path": str(A0), "labels": str(K600_LABELS), "fps": 5, "horizon_s": 4},
+        "smoother": {"tau_s": 0.6, "consecutive": 2, "min_dwell_s": 0.5},
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": port,
+            "reconnect_min_s": 0.1,
+            "reconnect_max_s": 0.5,
+            "stats_interval_s": 1,
+            "heartbeat_s": 2,
+            "predictions_max_hz": 5,
+        },
+    }
+    return deep_merge(base, extra)
+
+
+@pytest.fixture
+def daemons(tmp_path):
+    made: list[DaemonProcess] = []
+
+    def make(config: dict, env: dict | None = None, name: str = "d") -> DaemonProcess:
+        d = DaemonProcess(tmp_path / f"{name}{len(made)}", config, env)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.close()
+
+
+def _states(sub) -> list[dict]:
+    return sub.json(f"{BASE}/state")
+
+
+def _wait_label(sub, label: str, timeout: float = 60) -> dict:
+    return sub.wait_for(
+        lambda ms: next(
+            (
+                m.json()
+                for m in ms
+                if m.topic == f"{BASE}/state" and m.payload and m.json()["label"] == label
+            ),
+            None,
+        ),
+        timeout,
+        f"state with label {label!r}",
+    )
+
+
+def test_daemon_publishes_label_events_stats_and_stops_cleanly(broker, daemons, tmp_path):
+    with broker.subscriber(f"{BASE}/#", "homeassistant/#") as sub:
+        d = daemons(config_for(tmp_path, broker.port))
+        d.start()
+        sub.wait_payload(f"{BASE}/availability", "online", timeout=60)
+        state = _wait_label(sub, "carving ice")
+        assert set(state) >= {"label", "score", "since", "top", "model", "mode", "ts", "seq"}
+        assert state["mode"] == "video"
+        assert state["model"]["name"] == A0.stem and len(state["model"]["sha256"]) == 64
+        assert 0.5 < state["score"] <= 1.0
+        assert [t["label"] for t in state["top"]][0] == "carving ice"
+        assert state["since"] <= state["ts"]
+
+        start = sub.wait_for(
+            lambda ms: next(
+                (
+                    m.json()
+                    for m in ms
+                    if m.topic == f"{BASE}/events" and m.json().get("type") == "start"
+                ),
+                None,
+            ),
+            what="a start event",
+        )
+        assert start["label"] == "carving ice" and isinstance(start["seq"], int)
+
+        stats = sub.wait_count(f"{BASE}/stats", 2, timeout=30)[-1].json()
+        for key in (
+            "camera_fps",
+            "model_fps",
+            "inference_ms",
+            "dropped_frames",
+            "reconnects",
+            "outbox_depth",
+            "uptime_s",
+            "cpu_percent",
+            "rss_mb",
+        ):
+            assert key in stats, key
+        assert stats["model_fps"] > 0 and stats["inference_ms"]["p50"] > 0
+
+        pred = sub.wait_count(f"{BASE}/predictions", 1)[0].json()
+        assert pred["raw"] and pred["smoothed"] and "frame_ts" in pred
+
+        # Home Assistant discovery for the activity sensor, retained for HA's later starts.
+        disc = sub.wait_for(
+            lambda ms: [m for m in ms if m.topic.startswith("homeassistant/") and m.payload],
+            what="a discovery config",
+        )
+        assert any(json.loads(m.payload).get("state_topic") == f"{BASE}/state" for m in disc)
+        with broker.subscriber(disc[0].topic) as late:
+            assert late.wait_count(disc[0].topic, 1)[0].retain
+
+        code, took = d.stop()
+        assert code == 0, d.log()
+        assert took < 5, f"took {took:.1f} s to stop"
+        sub.wait_payload(f"{BASE}/availability", "stopped")
+    with broker.subscriber(f"{BASE}/availability") as late:
+        msg = late.wait_count(f"{BASE}/availability", 1)[0]
+        assert msg.retain and msg.payload == b"stopped"
+
+
+def test_kill_9_leaves_the_last_will(broker, daemons, tmp_path):
+    with broker.subscriber(f"{BASE}/availability") as sub:
+        d = daemons(config_for(tmp_path, broker.port, mqtt={"keepalive_s": 5}))
+        d.start()
+        sub.wait_payload(f"{BASE}/availability", "online", timeout=60)
+        d.kill()
+        sub.wait_payload(f"{BASE}/availability", "offline", timeout=30)
+
+
+def test_outbox_survives_kill_9_while_the_broker_is_down(broker, daemons, tmp_path):
+    """Events and state made while the broker is away, then a kill -9: nothing is lost."""
+    port = broker.port
+    broker.stop()
+    d = daemons(config_for(tmp_path, port))
+    d.start()
+    outbox = tmp_path / "state" / "outbox.sqlite"
+    # Wait until the start event is durable in the outbox, then crash.
+
+    def queued() -> int:
+        if not outbox.exists():
+            return 0
+        try:
+            with sqlite3.connect(outbox, timeout=1) as db:
+                return db.execute("select count(*) from outbox where kind = 'event'").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    wait_until(lambda: queued() >= 1, timeout=60, what="an event queued in the outbox")
+    d.kill()
+    assert not d.alive()
+
+    broker.start()
+    with broker.subscriber(f"{BASE}/events", f"{BASE}/state") as sub:
+        d.start()  # same state dir: delivers what the killed process left
+        events = sub.wait_for(
+            lambda ms: (ev := [m.json() for m in ms if m.topic == f"{BASE}/events"]) and ev,
+            timeout=60,
+            what="events after restart",
+        )
+        seqs = [e["seq"] for e in events]
+        assert seqs[0] == 1, seqs  # the event queued before the crash arrives first
+        assert seqs == sorted(seqs) and len(set(seqs)) == seqs[-1] - seqs[0] + 1
+        assert events[0]["type"] == "start" and events[0]["label"] == "carving ice"
+        _wait_label(sub, "carving ice")
+
+
+def test_commands_reset_snapshot_malformed_and_model_swap(broker, daemons, tmp_path):
+    require(BERLIN_INT8, BERLIN_LABELS)
+    models = tmp_path / "models"
+    (models / "cattle").mkdir(parents=True)
+    cattle = models / "cattle" / "model.tflite"
+    cattle.write_bytes(BERLIN_INT8.read_bytes())
+    (models / "cattle" / "labels.txt").write_bytes(BERLIN_LABELS.read_bytes())
+    (tmp_path / "outside.tflite").write_bytes(BERLIN_INT8.read_bytes())
+
+    d = daemons(config_for(tmp_path, broker.port))
+    with broker.subscriber(f"{BASE}/#") as sub:
+        d.start()
+        _wait_label(sub, "carving ice")
+
+        def ask(name: str, payload, n: int) -> dict:
+            raw = payload if isinstance(payload, (str, bytes)) else json.dumps(payload)
+            sub.publish(f"{BASE}/cmd/{name}", raw)
+            return sub.wait_count(f"{BASE}/cmd/{name}/result", n, timeout=30)[-1].json()
+
+        assert ask("reset", {"id": "r1"}, 1) == {"ok": True, "reset": True, "id": "r1"}
+
+        snap = ask("snapshot", {}, 1)
+        assert snap["ok"] is True
+        jpeg = np.frombuffer(base64.b64decode(snap["jpeg_base64"]), np.uint8)
+        image = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+        assert image.shape[:2] == (snap["height"], snap["width"]) == (360, 360)
+
+        bad = ask("reset", "{not json", 2)
+        assert bad["ok"] is False and bad["error"]
+        big = ask("snapshot", json.dumps({"pad": "x" * 10_000}), 2)
+        assert big["ok"] is False and "large" in big["error"].lower() or "size" in big["error"]
+
+        escape = ask("model", {"path": "../outside.tflite", "id": "m1"}, 1)
+        assert escape["ok"] is False and escape["id"] == "m1"
+        absolute = ask("model", {"path": str(tmp_path / "outside.tflite")}, 2)
+        assert absolute["ok"] is False
+        wrong_sha = ask("model", {"path": "cattle/model.tflite", "sha256": "0" * 64}, 3)
+        assert wrong_sha["ok"] is False and "sha256" in wrong_sha["error"]
+        assert d.alive()
+
+        swapped = ask("model", {"path": "cattle/model.tflite"}, 4)
+        assert swapped["ok"] is True, swapped
+        assert swapped["model"]["name"] == "cattle"
+        cattle_labels = set(BERLIN_LABELS.read_text().split())
+        state = sub.wait_for(
+            lambda ms: next(
+                (
+                    s
+                    for s in (m.json() for m in ms if m.topic == f"{BASE}/state" and m.payload)
+                    if s["model"]["name"] == "cattle" and s["top"]
+                ),
+                None,
+            ),
+            timeout=60,
+            what="state from the swapped model",
+        )
+        assert {t["label"] for t in state["top"]} <= cattle_labels
+        code, _ = d.stop()
+        assert code == 0, d.log()
+
+
+def test_sighup_keeps_running_on_a_bad_config_and_applies_a_good_one(broker, daemons, tmp_path):
+    cfg = config_for(tmp_path, broker.port)
+    d = daemons(cfg)
+    with broker.subscriber(f"{BASE}/#") as sub:
+        d.start()
+        _wait_label(sub, "carving ice")
+        d.config_path.write_text("mqtt:\n  prot: 1\n")
+        d.signal(signal.SIGHUP)
+        err = sub.wait_for(
+            lambda ms: next(
+                (
+                    m.json()
+                    for m in ms
+                    if m.topic == f"{BASE}/events" and m.json().get("type") == "config"
+                ),
+                None,
+            ),
+            what="a config event",
+        )
+        assert err["ok"] is False and "mqtt.prot" in err["error"]
+        assert d.alive()
+        n_states = len(_states(sub))
+        sub.wait_for(lambda ms: len(_states(sub)) > n_states + 1, what="state still flowing")
+
+        good = deep_merge(cfg, {"model": {"top_k": 3}})
+        d.write_config(good)
+        d.signal(signal.SIGHUP)
+        sub.wait_for(
+            lambda ms: any(
+                m.topic == f"{BASE}/events" and m.json().get("type") == "config" and m.json()["ok"]
+                for m in ms
+            ),
+            what="the reload accepted",
+        )
+        code, _ = d.stop()
+        assert code == 0, d.log()
+
+
+def test_ready_and_watchdog_follow_frames(broker, daemons, tmp_path):
+    """READY=1 after the first frame; WATCHDOG=1 stops while the camera stalls, then resumes."""
+    notify = NotifySocket(tmp_path / "notify.sock")
+    server = MjpegServer(VIDEOS / "carving_ice.mp4", fps=10)
+    server.start()
+    try:
+        cfg = config_for(
+            tmp_path,
+            broker.port,
+            source={"uri": server.url, "loop": False, "frame_timeout_s": 2},
+        )
+        d = daemons(cfg, env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "10000000"})
+        d.start()
+        wait_until(lambda: notify.lines("READY=1"), timeout=60, what="READY=1")
+        wait_until(lambda: len(notify.lines("WATCHDOG=1")) > 5, timeout=30, what="watchdog pings")
+        server.stall()
+        time.sleep(2.5)  # longer than frame_timeout_s: frames have stopped
+        stalled_at = time.monotonic()
+        time.sleep(3)
+        pings = [t for t in notify.lines("WATCHDOG=1") if t > stalled_at]
+        assert pings == [], "watchdog was fed while no frame arrived"
+        server.resume()
+        wait_until(
+            lambda: [t for t in notify.lines("WATCHDOG=1") if t > stalled_at],
+            timeout=60,
+            what="watchdog pings after the camera came back",
+        )
+        code, _ = d.stop()
+        assert code == 0, d.log()
+        assert notify.lines("STOPPING=1")
+    finally:
+        server.stop()
+        notify.close()
+
+
+def test_no_camera_says_so_in_one_line(tmp_path):
+    if list(Path("/dev").glob("video*")):
+        pytest.skip("this machine has a camera")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"state_dir: {tmp_path}\nmqtt: {{enabled: false}}\n")
+    proc = run_cli("run", "--config", str(cfg), "--model", str(A0), timeout=120, env=_env(tmp_path))
+    assert_one_line_error(proc, "no camera")
+    assert "--source" in proc.stderr or "source.uri" in proc.stderr
+
+
+def test_bad_config_key_is_one_line_with_its_path(tmp_path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("source:\n  kind: opencv\n  urii: x.mp4\n")
+    proc = run_cli("run", "--config", str(cfg), timeout=60)
+    assert_one_line_error(proc, "source.urii", "unknown key")
+
+
+def _env(tmp_path: Path) -> dict:
+    import os
+
+    return {**os.environ, "EDGE_MODELS_DIR": str(tmp_path / "models")}
