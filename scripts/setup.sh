@@ -88,6 +88,8 @@ fi
 if [ $want_models = 1 ]; then
   if [ -n "$models_from" ]; then
     .venv/bin/edge models fetch --all-available --from "$models_from"
+  elif [ $want_test = 1 ]; then
+    .venv/bin/edge models fetch movinet-a0-stream-int8 mobilenet-v2-quant customvision-fruits
   else
     .venv/bin/edge models fetch movinet-a0-stream-int8 mobilenet-v2-quant
   fi

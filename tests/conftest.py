@@ -11,7 +11,31 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("EDGE_SHARED", ROOT.parent / "shared"))
+
+
+def _mirror_from_installed() -> Path:
+    """Without a model mirror, lay the models setup.sh installed out in the mirror's layout."""
+    from edge.catalogue import is_installed, load_catalogue
+    from edge.config import default_models_dir
+
+    installed = default_models_dir()
+    view = ROOT / ".pytest_cache" / "model-mirror"
+    for entry in load_catalogue().values():
+        if not is_installed(entry, installed):
+            continue
+        for f in entry.files:
+            if not f.mirror:
+                continue
+            link = view / f.mirror
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(installed / entry.name / f.filename)
+    return view
+
+
 MODELS = Path(os.environ.get("EDGE_MODEL_MIRROR", SHARED / "models"))
+if not MODELS.is_dir():
+    MODELS = _mirror_from_installed()
 DATA = SHARED / "data"
 VIDEOS = DATA / "videos"
 IMAGES = DATA / "images"
