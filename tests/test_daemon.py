@@ -357,3 +357,52 @@ def _env(tmp_path: Path) -> dict:
     import os
 
     return {**os.environ, "EDGE_MODELS_DIR": str(tmp_path / "models")}
+
+
+def test_still_mode_command_camera_watch_folder_results_and_history(broker, daemons, tmp_path):
+    from tests.conftest import CV_FRUITS, IMAGES, MOBILENET, MOBILENET_LABELS
+
+    require(CV_FRUITS / "model.tflite", MOBILENET, IMAGES / "fox.jpeg")
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    cfg = config_for(
+        tmp_path,
+        broker.port,
+        mode="still",
+        source={"kind": "command", "command": f"cp {IMAGES / 'fruit_apple.jpg'} {{path}}"},
+        still_models=[
+            {"path": str(CV_FRUITS)},
+            {"path": str(MOBILENET), "labels": str(MOBILENET_LABELS)},
+        ],
+        still={"watch_dir": str(watch), "watch_poll_s": 0.2},
+    )
+    d = daemons(cfg)
+    with broker.subscriber(f"{BASE}/#") as sub:
+        d.start()
+        sub.wait_payload(f"{BASE}/availability", "online", timeout=60)
+        sub.publish(f"{BASE}/cmd/classify", json.dumps({"id": "c1"}))
+        reply = sub.wait_count(f"{BASE}/cmd/classify/result", 1, timeout=60)[0].json()
+        assert reply["ok"] is True and reply["id"] == "c1", reply
+        first = sub.wait_count(f"{BASE}/results", 1, timeout=30)[0].json()
+        fruits, imagenet = first["results"]
+        assert fruits["top"][0]["label"] == "Apple" and fruits["label"] == "Apple"
+        assert imagenet["model"]["name"] != fruits["model"]["name"]
+        assert first["image"]["source"] == "command" and len(first["image"]["sha256"]) == 64
+
+        staged = tmp_path / "banana.tmp"
+        staged.write_bytes((IMAGES / "fruit_banana.jpg").read_bytes())
+        staged.rename(watch / "banana.jpg")  # moved in: complete at once
+        second = sub.wait_count(f"{BASE}/results", 2, timeout=60)[1].json()
+        assert second["image"]["source"] == "watch"
+        assert second["results"][0]["label"] == "Banana"
+        assert second["seq"] == first["seq"] + 1
+        code, _ = d.stop()
+        assert code == 0, d.log()
+
+    proc = run_cli("history", "--state-dir", str(tmp_path / "state"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert [r["image"]["source"] for r in rows] == ["command", "watch"]
+    for row in rows:  # both models' answers are kept with each photo
+        assert len({res["model"]["name"] for res in row["results"]}) == 2
+    assert rows[1]["results"][0]["label"] == "Banana"
