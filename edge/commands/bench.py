@@ -66,6 +66,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="interleaved rounds of the three loops; the median is reported (default 3)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="run the daemon (edge run) on the clip against a private Mosquitto and measure "
+        "frame-to-delivery latency and memory instead",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=60.0, help="--live: seconds to measure (default 60)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=10.0, help="--live: seconds before measuring (default 10)"
+    )
 
 
 def peak_rss_mb() -> float:
@@ -269,6 +281,22 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--video: no sample clip in this installation; give a video file")
         video = clip
     source = VideoFile(video)  # validates the clip before minutes of work
+    if args.live:
+        from edge.livebench import format_live, judge, run_live
+
+        if args.duration <= 0 or args.warmup < 0:
+            raise ConfigError("--duration must be positive and --warmup not negative")
+        result = judge(
+            run_live(
+                model=args.model,
+                labels=args.labels,
+                video=video.resolve(),
+                duration_s=args.duration,
+                warmup_s=args.warmup,
+            )
+        )
+        print(json.dumps(result) if args.json else format_live(result))
+        return 0
     choice = resolve_stream_model(args.model, args.labels)
     probe = StreamClassifier(choice.path, labels_path=choice.labels, threads=1)
     labels = probe.labels

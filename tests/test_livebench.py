@@ -1,0 +1,37 @@
+"""`edge bench --live` runs the real daemon against a private broker and reports its figures."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import A0, K600_LABELS, VIDEOS, require, run_cli
+from tests.support.broker import require_mosquitto
+
+
+def test_live_bench_reports_latency_against_inference_and_memory():
+    require(A0, K600_LABELS, VIDEOS / "carving_ice_small.mp4")
+    require_mosquitto()
+    proc = run_cli(
+        "bench",
+        "--live",
+        "--json",
+        "--duration",
+        "4",
+        "--warmup",
+        "3",
+        "--model",
+        str(A0),
+        "--labels",
+        str(K600_LABELS),
+        "--video",
+        str(VIDEOS / "carving_ice_small.mp4"),
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["steps"] >= 5  # about 5 steps/s were delivered and paired
+    lat, inf = r["latency_ms"]["p50"], r["inference_ms"]["p50"]
+    assert lat > 0 and inf > 0
+    assert lat >= inf  # delivery includes the inference of that very frame
+    assert r["rss_mb"]["max"] > 10
+    assert set(r["targets"]) == {"latency_p50_le_inference_plus_3ms", "rss_le_120mb"}
