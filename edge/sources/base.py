@@ -160,11 +160,15 @@ class Capture:
         self._supervisor.start()
 
     def get(self, timeout: float) -> Frame | None:
-        """The newest frame not returned before, waiting up to ``timeout`` seconds."""
+        """The newest frame not returned before, waiting up to ``timeout`` seconds.
+
+        After the last frame of a file without ``loop`` it still waits out the timeout (so a
+        polling loop does not spin) and returns None; ``finished`` tells that case apart.
+        """
         deadline = time.monotonic() + timeout
         with self._cond:
             while self._pending is None:
-                if self._finished or self._stop.is_set():
+                if self._stop.is_set():
                     return None
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
