@@ -103,9 +103,10 @@ class ModelConfig(Section):
 class SmootherConfig(Section):
     """EMA over probabilities, then hysteresis on the label."""
 
-    tau_s: float = Field(1.5, gt=0)
-    enter: float = Field(0.5, ge=0, le=1)
+    tau_s: float = Field(1.0, gt=0)
+    enter: float = Field(0.4, ge=0, le=1)
     exit: float = Field(0.3, ge=0, le=1)
+    exit_hold_s: float = Field(2.5, ge=0)  # below exit this long: the label becomes none
     margin: float = Field(0.1, ge=0, le=1)
     consecutive: int = Field(3, ge=1)
     min_dwell_s: float = Field(2.0, ge=0)

@@ -54,6 +54,7 @@ class Smoother:
         self._since: float | None = None
         self._candidate = -1
         self._count = 0
+        self._low_since: float | None = None  # when the held label fell below exit
         self._previous: str | None = getattr(self, "_previous", None)
         self._dropped_on_reset = self.labels[had] if had >= 0 else None
 
@@ -93,7 +94,15 @@ class Smoother:
             self._since = t
 
         if cur >= 0 and cur_score < cfg.exit:
-            # The label lost its support: none, at once.
+            if self._low_since is None:
+                self._low_since = t
+        else:
+            self._low_since = None
+        if self._low_since is not None and t - self._low_since >= cfg.exit_hold_s:
+            # The label lost its support for exit_hold_s: none. Within that time a
+            # challenger (the next activity, once the model is sure of it) takes over
+            # directly, so a cut between two activities is one change, not two.
+            self._low_since = None
             self._previous = previous_label
             self._current, cur, cur_score = -1, -1, 0.0
             self._since, changed = t, True
@@ -113,7 +122,7 @@ class Smoother:
             self._previous = self.labels[cur] if cur >= 0 else None
             self._current = cur = self._candidate
             self._since, changed = t, True
-            self._candidate, self._count = -1, 0
+            self._candidate, self._count, self._low_since = -1, 0, None
 
         return Stable(
             label=self.labels[cur] if cur >= 0 else None,
