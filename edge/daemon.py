@@ -427,6 +427,7 @@ class Daemon:
                 "p95": None if p95 is None else round(p95, 2),
             },
             "dropped_frames": cap.dropped if cap else 0,
+            "skipped_frames": cap.skipped if cap else 0,
             "reconnects": cap.reconnects if cap else 0,
             "stalls": cap.stalls if cap else 0,
             "outbox_depth": self.publisher.outbox_depth if self.publisher else 0,

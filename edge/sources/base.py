@@ -70,7 +70,8 @@ class Backend(Protocol):
 class CaptureStats:
     camera_fps: float  # frames grabbed per second (what the device delivers)
     frames: int  # frames grabbed since start
-    dropped: int  # grabbed but never handed out (skipped for model_fps, or replaced unread)
+    dropped: int  # converted for the model but replaced by a newer one before it was read
+    skipped: int  # grabbed and not converted: the model takes only model_fps of them
     reconnects: int  # successful re-opens after the first open
     stalls: int  # times no frame arrived for frame_timeout_s
     last_frame_age_s: float | None
@@ -137,6 +138,7 @@ class Capture:
         # counters (written by the reader/supervisor under self._cond)
         self._frames = 0
         self._dropped = 0
+        self._skipped = 0
         self._handed = 0
         self._opens = 0
         self._epoch = -1
@@ -213,6 +215,7 @@ class Capture:
                 camera_fps=fps,
                 frames=self._frames,
                 dropped=self._dropped,
+                skipped=self._skipped,
                 reconnects=max(0, self._opens - 1),
                 stalls=self._stalls,
                 last_frame_age_s=age,
@@ -397,7 +400,7 @@ class Capture:
                     self._win_start, self._win_n = now, 0
                 self._win_n += 1
                 if not due:
-                    self._dropped += 1
+                    self._skipped += 1
             if due:
                 if orient.identity:
                     image = backend.retrieve(None)
