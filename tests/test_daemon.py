@@ -406,3 +406,44 @@ def test_still_mode_command_camera_watch_folder_results_and_history(broker, daem
     for row in rows:  # both models' answers are kept with each photo
         assert len({res["model"]["name"] for res in row["results"]}) == 2
     assert rows[1]["results"][0]["label"] == "Banana"
+
+
+def test_swap_from_video_to_a_still_model_at_runtime(broker, daemons, tmp_path):
+    import shutil
+
+    from tests.conftest import CV_FRUITS
+
+    require(CV_FRUITS / "model.tflite")
+    shutil.copytree(CV_FRUITS, tmp_path / "models" / "fruits")
+    d = daemons(config_for(tmp_path, broker.port))
+    with broker.subscriber(f"{BASE}/#") as sub:
+        d.start()
+        _wait_label(sub, "carving ice")
+        sub.publish(f"{BASE}/cmd/model", json.dumps({"path": "fruits", "mode": "still"}))
+        reply = sub.wait_count(f"{BASE}/cmd/model/result", 1, timeout=60)[0].json()
+        assert reply["ok"] is True and reply["mode"] == "still", reply
+        assert reply["model"]["name"] == "fruits"
+        sub.wait_for(
+            lambda ms: any(
+                m.topic == f"{BASE}/state" and m.payload and m.json()["mode"] == "still" for m in ms
+            ),
+            what="state in still mode",
+        )
+        sub.publish(f"{BASE}/cmd/classify", "{}")
+        done = sub.wait_count(f"{BASE}/cmd/classify/result", 1, timeout=60)[0].json()
+        assert done["ok"] is True, done
+        result = sub.wait_count(f"{BASE}/results", 1, timeout=30)[0].json()
+        (only,) = result["results"]
+        assert only["model"]["name"] == "fruits"
+        assert {t["label"] for t in only["top"]} <= {
+            "Apple",
+            "Banana",
+            "Coconut",
+            "Orange",
+            "Passionfruit",
+            "Pineapple",
+            "Strawberry",
+        }
+        assert d.alive()
+        code, _ = d.stop()
+        assert code == 0, d.log()
