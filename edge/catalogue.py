@@ -390,8 +390,13 @@ def _resolve_dir(directory: Path, catalogue: dict[str, CatalogueEntry]) -> Resol
                 f"{directory}: no model.tflite (or a single .tflite file) in this directory"
             )
         model = found[0]
-    # A folder holding model.tflite + labels.txt is how Custom Vision exports look.
-    return ResolvedModel(directory.name, model, _labels_beside(model), "image", None, None)
+    # A Custom Vision export is an image model; any other folder is whatever its model is,
+    # which the classifier that loads it finds out.
+    is_export = (directory / "cvexport.manifest").is_file() or (
+        directory / "metadata_properties.json"
+    ).is_file()
+    kind = "image" if is_export else "auto"
+    return ResolvedModel(directory.name, model, _labels_beside(model), kind, None, None)
 
 
 def resolve_request(spec: str, models_dir: Path, sha256: str | None = None) -> ResolvedModel:

@@ -278,3 +278,17 @@ def test_bad_numbers_are_one_line_errors():
     assert_one_line_error(proc, "--fps")
     proc = run_cli("classify", str(SMALL), "--model", str(A0), "--horizon", "-1")
     assert_one_line_error(proc, "--horizon")
+
+
+def test_model_given_as_a_plain_folder(tmp_path):
+    require(A0, K600_LABELS, VIDEOS / "carving_ice_small.mp4")
+    folder = tmp_path / "my-movinet"
+    folder.mkdir()
+    (folder / "model.tflite").write_bytes(A0.read_bytes())
+    (folder / "labels.txt").write_bytes(K600_LABELS.read_bytes())
+    proc = run_cli(
+        "classify", str(VIDEOS / "carving_ice_small.mp4"), "--model", str(folder), "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    final = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert final["final"]["top"][0]["label"] == "carving ice"

@@ -62,7 +62,7 @@ def resolve_stream_model(spec: str | None, labels: str | None = None) -> StreamM
             f"{spec or 'default model'}: not a model file, and no model catalogue is installed"
         ) from None
     resolved = catalogue.resolve_model(spec or catalogue.DEFAULT_STREAM_MODEL)
-    if resolved.kind != "stream":
+    if resolved.kind == "image":
         raise ModelError(
             f"{resolved.name}: is a still-image model; edge classify needs a streaming model "
             "(use edge image for photos)"
