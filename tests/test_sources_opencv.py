@@ -20,6 +20,7 @@ from edge.sources.base import Capture, redact_url
 from edge.sources.factory import detect_camera, make_capture
 from edge.sources.orientation import Orientation
 from tests.conftest import VIDEOS, require
+from tests.support.capture import wait_for, wait_stats
 from tests.support.mjpeg_server import MjpegServer
 
 CARVING = VIDEOS / "carving_ice.mp4"  # 30 fps, 200 frames
@@ -37,25 +38,6 @@ def decode_all(path: Path) -> list[np.ndarray]:
         frames.append(image)
     cap.release()
     return frames
-
-
-def wait_for(capture: Capture, predicate, timeout: float):
-    """Consume frames until ``predicate(frame)`` holds; the frame, or None at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        frame = capture.get(0.2)
-        if frame is not None and predicate(frame):
-            return frame
-    return None
-
-
-def wait_stats(capture: Capture, predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate(capture.stats):
-            return True
-        capture.get(0.05)
-    return predicate(capture.stats)
 
 
 def stop_returns(capture: Capture, timeout: float = 10.0) -> bool:

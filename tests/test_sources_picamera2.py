@@ -8,7 +8,6 @@ import importlib
 import logging
 import sys
 import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -18,11 +17,11 @@ import pytest
 from edge.config import SourceConfig
 from edge.errors import SourceError
 from edge.sources import factory
-from edge.sources.base import Capture
 from edge.sources.factory import detect_camera, make_capture
 from edge.sources.orientation import Orientation
 from edge.sources.picamera2 import INFERENCE_SHORT_SIDE
 from tests.conftest import VIDEOS, require
+from tests.support.capture import wait_for, wait_stats
 
 FAKE = Path(__file__).parent / "fake_picamera2"
 CLIP = VIDEOS / "shooting_basketball.mp4"
@@ -52,24 +51,6 @@ def resized(scene: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def mean_abs(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
-
-
-def wait_for(capture: Capture, predicate, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        frame = capture.get(0.2)
-        if frame is not None and predicate(frame):
-            return frame
-    return None
-
-
-def wait_stats(capture: Capture, predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate(capture.stats):
-            return True
-        capture.get(0.05)
-    return predicate(capture.stats)
 
 
 def in_thread(fn, timeout: float = 10.0) -> bool:

@@ -14,17 +14,8 @@ from typing import Any
 
 import yaml
 
+from edge.config import merge as deep_merge  # noqa: F401 - tests merge configs the same way
 from tests.conftest import ROOT
-
-
-def deep_merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 class NotifySocket:
