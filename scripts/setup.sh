@@ -82,16 +82,18 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"
   touch "$stamp"
+  say "ready: .venv/bin/edge --help"
 fi
 
 # --- models ---------------------------------------------------------------
+# Only what was installed is reported; models already in place are passed over quietly.
+fetch() { .venv/bin/edge models fetch "$@" | { grep -v ': already installed in ' || true; }; }
 if [ $want_models = 1 ]; then
   if [ -n "$models_from" ]; then
-    .venv/bin/edge models fetch --all-available --from "$models_from"
+    fetch --all-available --from "$models_from"
   elif [ $want_test = 1 ]; then
-    .venv/bin/edge models fetch movinet-a0-stream-int8 mobilenet-v2-quant customvision-fruits
+    fetch movinet-a0-stream-int8 mobilenet-v2-quant customvision-fruits
   else
-    .venv/bin/edge models fetch movinet-a0-stream-int8 mobilenet-v2-quant
+    fetch movinet-a0-stream-int8 mobilenet-v2-quant
   fi
 fi
-say "ready: .venv/bin/edge --help"
