@@ -202,6 +202,9 @@ class Daemon:
             frame = self.capture.get(timeout=0.2)
             if frame is not None:
                 self._video_step(frame)
+            elif getattr(self.capture, "finished", False):
+                log.info("end of %s (set source.loop to play it again)", self.capture.description)
+                self._stop.set()
         else:
             self._still_tick(now_wall)
         self._handle_commands()
@@ -221,6 +224,8 @@ class Daemon:
             since_wall = frame.wall_time - (frame.timestamp - stable.since)
         if not self.ready:
             self._mark_ready()
+        if stable.changed:
+            log.info("label: %s (%.2f)", stable.label or "none", stable.score)
         if stable.changed and self.publisher:
             if stable.previous:
                 self.publisher.publish_event(
@@ -343,6 +348,8 @@ class Daemon:
         """Load the requested model beside the running one; swap only if it loads and runs."""
         spec = args.get("name") or args.get("path")
         mode = args.get("mode") or self.cfg.mode
+        if mode == "video" and self.capture is None:
+            raise EdgeError("video mode needs a camera or stream source, not a photo command")
         fields: dict[str, Any] = {"name": args["name"]} if args.get("name") else {"path": spec}
         if args.get("sha256"):
             fields["sha256"] = args["sha256"]
