@@ -447,3 +447,23 @@ def test_swap_from_video_to_a_still_model_at_runtime(broker, daemons, tmp_path):
         assert d.alive()
         code, _ = d.stop()
         assert code == 0, d.log()
+
+
+def test_run_on_a_clip_without_mqtt_logs_labels_and_ends_with_the_clip(tmp_path):
+    clip = VIDEOS / "carving_ice_small.mp4"
+    require(clip)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"state_dir: {tmp_path / 'state'}\nmqtt: {{enabled: false}}\n")
+    proc = run_cli(
+        "run",
+        "--config",
+        str(cfg),
+        "--source",
+        str(clip),
+        "--model",
+        str(A0),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "label: carving ice" in proc.stderr
+    assert "end of" in proc.stderr
