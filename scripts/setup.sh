@@ -81,6 +81,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   say "installing edge${extras} into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"
+  case "$(uname -m)" in
+    armv6l|armv7l)  # no LiteRT wheels for 32-bit ARM: the retired runtime, which needs numpy 1
+      .venv/bin/python -m pip install -q --disable-pip-version-check tflite-runtime "numpy<2" ;;
+  esac
   touch "$stamp"
   say "ready: .venv/bin/edge --help"
 fi
