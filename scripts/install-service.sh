@@ -35,12 +35,23 @@ mkdir -p "$prefix"
 if [ "$src" != "$prefix" ]; then
   (cd "$src" && tar --exclude=./.venv --exclude=./.git --exclude=./var -cf - .) | (cd "$prefix" && tar -xf -)
 fi
+# The service's interpreter must be one the unprivileged user can run: the
+# system Python, not one under root's home (pyenv and the like).
+if [ -x /usr/bin/python3 ]; then export PYTHON=/usr/bin/python3; fi
+if [ -x "$prefix/.venv/bin/python" ] && ! runuser -u edge -- "$prefix/.venv/bin/python" -c '' 2>/dev/null; then
+  say "recreating $prefix/.venv with a Python user edge can run"
+  rm -rf "$prefix/.venv"
+fi
 "$prefix/scripts/setup.sh" --no-models
+if ! runuser -u edge -- "$prefix/.venv/bin/python" -c 'import edge' 2>/dev/null; then
+  echo "install-service.sh: user edge cannot run $prefix/.venv/bin/python; install python3 system-wide (apt-get install python3 python3-venv) and run this again" >&2
+  exit 2
+fi
 
 install -d -m 0750 -o edge -g edge /var/lib/edge /var/lib/edge/models
 install -d -m 0750 -o root -g edge /etc/edge
 fetch=(fetch movinet-a0-stream-int8)
-if [ -n "$models_from" ]; then fetch=(fetch --all-available --from "$models_from"); fi
+if [ -n "$models_from" ]; then fetch=(fetch --from "$models_from" movinet-a0-stream-int8); fi
 EDGE_MODELS_DIR=/var/lib/edge/models "$prefix/.venv/bin/edge" models "${fetch[@]}"
 chown -R edge:edge /var/lib/edge
 
