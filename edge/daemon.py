@@ -110,13 +110,15 @@ class Daemon:
             return None
         from edge.mqtt.publisher import Publisher
 
-        return Publisher(
+        publisher = Publisher(
             cfg.mqtt,
             cfg.device_id,
             cfg.state_dir / "outbox.sqlite",
             model_info=self._model_info,
             mode=cfg.mode,
         )
+        publisher.check()
+        return publisher
 
     def _make_station(self, cfg: Config) -> Any:
         from edge.history import History
@@ -270,8 +272,13 @@ class Daemon:
                 self._take_photo("schedule")
             except EdgeError as exc:
                 log.warning("scheduled photo failed: %s", exc)
+            except Exception:  # the disk, or a bug: keep the device running
+                log.exception("scheduled photo failed")
         if self.watcher is not None:
-            self.station.poll_watch(self.watcher)
+            try:
+                self.station.poll_watch(self.watcher)
+            except Exception:
+                log.exception("watched folder %s", self.cfg.still.watch_dir)
         if self.capture is not None:
             frame = self.capture.get(timeout=0.05)
             if frame is not None:
@@ -303,6 +310,9 @@ class Daemon:
                 reply = {"ok": True, **reply}
             except EdgeError as exc:
                 reply = {"ok": False, "error": str(exc)}
+            except Exception as exc:  # a bug or the disk: say so, keep running
+                log.exception("command %s failed", cmd.name)
+                reply = {"ok": False, "error": f"internal error: {exc.__class__.__name__}: {exc}"}
             if cmd.id is not None:
                 reply["id"] = cmd.id
             self.publisher.reply(cmd.name, reply)
@@ -376,7 +386,7 @@ class Daemon:
             self.classifier, self.still_classifiers = None, [new]
         self.cfg = self.cfg.model_copy(update=updates)
         if mode == "still":
-            self.station = self._make_station(self.cfg)
+            self._replace_station(self._make_station(self.cfg))
         if old_mode != mode and self.publisher is not None:
             self.publisher.set_mode(mode)
         self.last_stable = None
@@ -474,37 +484,54 @@ class Daemon:
             self.publisher.publish_event({"type": "config", "ok": True, "ts": time.time()})
 
     def _apply(self, new: Config) -> None:
+        """Build every part the new config changes, then switch; a failure changes nothing."""
         old = self.cfg
         models_changed = (
             new.mode != old.mode or new.model != old.model or new.still_models != old.still_models
         )
-        # Load first: a model that fails to load leaves everything as it was.
-        classifier, stills = self._load_models(new) if models_changed else (None, [])
-        capture = None
-        if new.source != old.source or new.mode != old.mode:
-            capture = self._make_capture(new)
-        publisher = None
-        if new.mqtt != old.mqtt or new.device_id != old.device_id or new.mode != old.mode:
-            self.cfg = new
-            publisher = self._make_publisher(new)
+        source_changed = new.source != old.source or new.mode != old.mode
+        mqtt_changed = new.mqtt != old.mqtt or new.device_id != old.device_id
+        replace_publisher = mqtt_changed or new.mode != old.mode
+        classifier, stills, capture, publisher = None, [], None, None
+        camera_before = self.camera
+        try:
+            if models_changed:
+                classifier, stills = self._load_models(new)
+            if source_changed:
+                capture = self._make_capture(new)
+            if replace_publisher:
+                publisher = self._make_publisher(new)
+        except BaseException:
+            self.camera = camera_before
+            if capture is not None:
+                capture.stop()
+            raise
         self.cfg = new
         if models_changed:
             self.classifier, self.still_classifiers = classifier, stills
         if self.classifier is not None and (models_changed or new.smoother != old.smoother):
             self.smoother = self._make_smoother(self.classifier.labels)
-        if capture is not None or (new.source != old.source):
+        if source_changed:
             if self.capture is not None:
                 self.capture.stop()
             self.capture = capture
             if self.capture is not None:
                 self.capture.start()
-        if publisher is not None:
+        if replace_publisher:
             if self.publisher is not None:
                 self.publisher.stop(timeout=1.0)
             self.publisher = publisher
-            self.publisher.start()
+            if publisher is not None:
+                publisher.start()
         if new.mode == "still":
-            self.station = self._make_station(new)
+            self._replace_station(self._make_station(new))
+
+    def _replace_station(self, station: Any) -> None:
+        old, self.station = self.station, station
+        if old is not None and old is not station:
+            close = getattr(old.history, "close", None)
+            if close is not None:
+                close()
 
     # --------------------------------------------------------------- shutdown
     def shutdown(self) -> None:

@@ -90,14 +90,24 @@ class StillStation:
                 return candidate
         raise SourceError(f"{self.images_dir}: cannot find a free file name")
 
-    def poll_watch(self, watcher: Any) -> list[dict[str, Any]]:
-        """Classify every file the watcher reports ready; a bad file is logged and skipped."""
+    def poll_watch(self, watcher: Any, budget_s: float = 2.0) -> list[dict[str, Any]]:
+        """Classify the files the watcher reports ready, for at most ``budget_s``.
+
+        A file counts as done only once its result is in the history and the outbox, so
+        a crash re-offers it; the rest of a large batch waits for the next poll, so the
+        caller's loop (signals, watchdog, commands) keeps turning. A bad file is logged
+        and not offered again.
+        """
         out = []
+        deadline = time.monotonic() + budget_s
         for path in watcher.poll():
+            if time.monotonic() > deadline:
+                break
             try:
                 out.append(self.classify_path(path, source="watch"))
             except EdgeError as exc:
                 log.warning("%s", exc)
+            watcher.done(path)
         return out
 
     def apply_retention(self, now: float | None = None) -> int:

@@ -287,6 +287,26 @@ def test_sighup_keeps_running_on_a_bad_config_and_applies_a_good_one(broker, dae
         n_states = len(_states(sub))
         sub.wait_for(lambda ms: len(_states(sub)) > n_states + 1, what="state still flowing")
 
+        # Valid keys, but a password file that cannot be read: refused before the running
+        # MQTT connection is touched.
+        d.write_config(
+            deep_merge(cfg, {"mqtt": {"username": "u", "password_file": "/nonexistent/pw"}})
+        )
+        d.signal(signal.SIGHUP)
+        refused = sub.wait_for(
+            lambda ms: [
+                m.json()
+                for m in ms
+                if m.topic == f"{BASE}/events"
+                and m.json().get("type") == "config"
+                and "password_file" in m.json().get("error", "")
+            ],
+            what="the unreadable password file refused",
+        )
+        assert refused[0]["ok"] is False
+        n_states = len(_states(sub))
+        sub.wait_for(lambda ms: len(_states(sub)) > n_states + 1, what="MQTT still working")
+
         good = deep_merge(cfg, {"model": {"top_k": 3}})
         d.write_config(good)
         d.signal(signal.SIGHUP)

@@ -154,7 +154,9 @@ def test_watcher_waits_until_a_file_stops_growing(tmp_path: Path) -> None:
     photo.write_bytes(data)
     assert watcher.poll() == []  # changed again
     assert watcher.poll() == [photo]  # unchanged across two polls: complete
-    assert watcher.poll() == []  # reported once
+    assert watcher.poll() == [photo]  # offered again until the caller has dealt with it
+    watcher.done(photo)
+    assert watcher.poll() == []  # then never again
 
 
 def test_watcher_takes_moved_in_files_at_once_and_ignores_others(tmp_path: Path) -> None:
@@ -182,7 +184,12 @@ def test_watcher_remembers_across_restarts_and_sees_replaced_files(tmp_path: Pat
         shutil.copyfile(FOX, inbox / name)
         _age(inbox / name, 60)
     first = FolderWatcher(inbox, state_path=state, poll_s=0)
-    assert sorted(p.name for p in first.poll()) == ["1.jpg", "2.png"]
+    offered = first.poll()
+    assert sorted(p.name for p in offered) == ["1.jpg", "2.png"]
+    first.done(offered[0])  # a crash before the second was recorded...
+    crashed = FolderWatcher(inbox, state_path=state, poll_s=0)
+    assert crashed.poll() == [offered[1]]  # ...offers it again after the restart
+    crashed.done(offered[1])
     restarted = FolderWatcher(inbox, state_path=state, poll_s=0)
     assert restarted.poll() == []
     (inbox / "1.jpg").write_bytes(FOX.read_bytes()[:-10] + b"\xff\xd9")  # a new photo, same name

@@ -117,6 +117,16 @@ class Publisher:
         return self._commands
 
     # --------------------------------------------------------------- lifecycle
+    def check(self) -> None:
+        """Read the password and load the TLS files now, so a bad setting is refused up front.
+
+        A config reload calls this before it stops the running publisher.
+        """
+        if self.cfg.username or self._has_password:
+            self.cfg.password()
+        if self.cfg.tls is not None:
+            _tls_context(self.cfg.tls)
+
     def start(self) -> None:
         """Connect in the background; returns at once, also when the broker is down."""
         if self._client is not None or self._closed:

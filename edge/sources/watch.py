@@ -48,6 +48,7 @@ class FolderWatcher:
         self.state_file = self._state_file(state_path)
         self._seen: dict[str, Signature] = self._load()
         self._pending: dict[str, Signature] = {}
+        self._ready: dict[str, Signature] = {}
         self._missing_logged = False
 
     def _state_file(self, state_path: str | Path | None) -> Path | None:
@@ -123,7 +124,7 @@ class FolderWatcher:
         for name, (sig, mtime) in files.items():
             if self._seen.get(name) == sig:
                 continue
-            stable = self._pending.get(name) == sig
+            stable = sig in (self._pending.get(name), self._ready.get(name))
             settled = now - mtime >= self.settle_s
             if (sig[0] > 0 and (stable or settled)) or (sig[0] == 0 and stable and settled):
                 ready.append((mtime, name))
@@ -134,8 +135,17 @@ class FolderWatcher:
         for name in gone:
             del self._seen[name]
         ready.sort()
-        for _, name in ready:
-            self._seen[name] = files[name][0]
-        if ready or gone:
+        # Marked seen only by done(), once the caller has recorded the file: a crash in
+        # between means the file is offered again, not lost.
+        self._ready = {name: files[name][0] for _, name in ready}
+        if gone:
             self._save()
         return [self.folder / name for _, name in ready]
+
+    def done(self, path: str | Path) -> None:
+        """The caller has dealt with ``path`` (classified and recorded, or refused)."""
+        name = Path(path).name
+        sig = self._ready.pop(name, None)
+        if sig is not None:
+            self._seen[name] = sig
+            self._save()
