@@ -162,6 +162,12 @@ class MqttConfig(Section):
             raise ValueError("must be a non-empty topic without wildcards or leading/trailing /")
         return v
 
+    @model_validator(mode="after")
+    def _reconnect(self) -> MqttConfig:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be at least reconnect_min_s")
+        return self
+
     def password(self) -> str | None:
         """Read the password at connect time so a rotated secret needs no config change."""
         if self.password_env:
@@ -204,6 +210,14 @@ class Config(Section):
     state_dir: Path = Path("/var/lib/edge")
     models_dir: Path | None = None  # default: $EDGE_MODELS_DIR or ~/.local/share/edge/models
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _mode_fits_source(self) -> Config:
+        if self.mode == "video" and self.source.kind == "command":
+            raise ValueError(
+                "source.kind 'command' takes photos: it works in mode 'still', not 'video'"
+            )
+        return self
 
     @property
     def resolved_models_dir(self) -> Path:

@@ -180,7 +180,7 @@ class StillStation:
             message = {
                 "ts": round(ts, 3),
                 "time": iso_utc(ts),
-                "seq": seq,
+                "history_id": seq,
                 "image": {
                     "path": None if kept_path is None else str(kept_path),
                     "sha256": sha,

@@ -194,3 +194,11 @@ def test_check_config_invalid_is_one_line_exit_2(tmp_path, text, needles) -> Non
 def test_check_config_missing_file(tmp_path) -> None:
     proc = run_cli("check-config", str(tmp_path / "absent.yaml"), env=_env(tmp_path))
     assert_one_line_error(proc, "absent.yaml", "not found")
+
+
+def test_cross_field_rules_are_checked_by_check_config(tmp_path) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text("mode: video\nsource: {kind: command, command: 'rpicam-still -o {path}'}\n")
+    assert_one_line_error(run_cli("check-config", str(bad)), "mode 'still'")
+    bad.write_text("mqtt: {reconnect_min_s: 10, reconnect_max_s: 1}\n")
+    assert_one_line_error(run_cli("check-config", str(bad)), "reconnect_max_s")

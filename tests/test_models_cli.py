@@ -198,3 +198,20 @@ def test_import_missing_source_is_a_one_line_error(tmp_path, env) -> None:
         "models", "import", str(tmp_path / "nope.zip"), "--models-dir", str(tmp_path), env=env
     )
     assert_one_line_error(proc, "nope.zip")
+
+
+def test_import_under_a_catalogue_name_is_refused(tmp_path, env) -> None:
+    require(CV_FRUITS)
+    proc = run_cli(
+        "models",
+        "import",
+        str(CV_FRUITS),
+        "--name",
+        "movinet-a0-stream-int8",
+        "--replace",
+        "--models-dir",
+        str(tmp_path),
+        env=env,
+    )
+    assert_one_line_error(proc, "catalogue model")
+    assert not (tmp_path / "movinet-a0-stream-int8").exists()

@@ -145,3 +145,9 @@ def test_live_commands_valid_malformed_oversized(broker, tmp_path: Path) -> None
             assert pub.connected
     finally:
         pub.stop()
+
+
+def test_deeply_nested_json_is_rejected_not_raised() -> None:
+    payload = b"[" * 3000  # under the size limit, deeper than the parser goes
+    with pytest.raises(CommandRejected, match="nested too deeply"):
+        parse_command("model", payload, 4096)

@@ -75,7 +75,7 @@ def test_one_message_with_every_models_result(tmp_path: Path, models) -> None:
     assert all(set(t) == {"label", "score"} for r in message["results"] for t in r["top"])
     # The same result is in the local history.
     (entry,) = station.history.query()
-    assert entry.id == message["seq"]
+    assert entry.id == message["history_id"]
     assert entry.image_sha256 == image["sha256"]
     assert [(r.model_name, r.label) for r in entry.results] == [
         ("fruits", "Banana"),

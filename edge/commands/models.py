@@ -162,6 +162,10 @@ def _import(args: argparse.Namespace) -> int:
     src = Path(args.src).expanduser()
     if not src.exists():
         raise ModelError(f"{src}: no such file or directory")
+    if args.name and args.name in cat.load_catalogue():
+        raise ModelError(
+            f"--name {args.name}: that is a catalogue model's name; choose another for an import"
+        )
     installed = import_export(src, models_dir, args.name, replace=args.replace)
     print(f"imported {src} as {installed}")
     return 0

@@ -55,7 +55,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
     mqtt: dict = {}
     if args.mqtt_host:
         mqtt["host"] = args.mqtt_host
-    if args.mqtt_port:
+    if args.mqtt_port is not None:
         mqtt["port"] = args.mqtt_port
     if args.no_mqtt:
         mqtt["enabled"] = False

@@ -278,6 +278,8 @@ def parse_command(name: str, payload: bytes, max_bytes: int) -> Command:
             obj = json.loads(payload)
         except (ValueError, UnicodeDecodeError) as exc:
             raise CommandRejected(f"invalid JSON: {exc}") from None
+        except RecursionError:
+            raise CommandRejected("invalid JSON: nested too deeply") from None
     else:
         obj = {}
     cmd_id = _raw_id(obj)
