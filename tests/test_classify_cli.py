@@ -292,3 +292,22 @@ def test_model_given_as_a_plain_folder(tmp_path):
     assert proc.returncode == 0, proc.stderr
     final = json.loads(proc.stdout.strip().splitlines()[-1])
     assert final["final"]["top"][0]["label"] == "carving ice"
+
+
+def test_horizon_is_in_seconds_whatever_the_step_rate(tmp_path):
+    """squats.mp4 is a 5 fps clip: --fps 5 and --fps 30 both take every frame, and a 4 s
+    horizon must mean the same 4 s of it (not 20 steps in one case and 120 in the other)."""
+    clip = VIDEOS / "squats.mp4"
+    require(A0, K600_LABELS, clip)
+
+    def steps(fps: str) -> list[list]:
+        proc = run_cli(
+            "classify", str(clip), "--model", str(A0), "--fps", fps, "--horizon", "4", "--json"
+        )
+        assert proc.returncode == 0, proc.stderr
+        lines = [json.loads(x) for x in proc.stdout.splitlines()]
+        return [[(t["label"], round(t["score"], 4)) for t in s["top"]] for s in lines[:-1]]
+
+    at5, at30 = steps("5"), steps("30")
+    assert len(at5) == len(at30) == 65
+    assert at5 == at30

@@ -236,9 +236,12 @@ class StreamClassifier:
                     stage=np.full(shape, zp_, dtype),
                 )
             )
-        self._half = self.horizon_steps // 2
-        self._mature_steps = 0
-        self._young_steps = 0
+        # The horizon is kept in seconds of the frames' own timestamps, so a camera slower
+        # than ``fps`` (or a file classified at every frame) still remembers horizon_s.
+        self._mature_t0: float | None = None
+        self._young_t0: float | None = None
+        self._prev_t: float | None = None
+        self._period = 1.0 / self.fps
         self._last_t: float | None = None
         self._epoch: int | None = None
         self.steps = 0
@@ -276,8 +279,7 @@ class StreamClassifier:
         for p in self._pools:
             p.mature.fill(p.zero_point)
             p.young.fill(p.zero_point)
-        self._mature_steps = 0
-        self._young_steps = 0
+        self._mature_t0 = self._young_t0 = self._prev_t = None
         self.resets += 1
 
     # -- per frame -------------------------------------------------------------------------
@@ -331,7 +333,7 @@ class StreamClassifier:
         for in_index, out_fn in self._carry:
             set_tensor(in_index, out_fn())
         if self._pools:
-            self._advance_pools()
+            self._advance_pools(timestamp)
         probs = softmax(self._logits_fn())
         elapsed = (time.perf_counter() - start) * 1000.0
         self.steps += 1
@@ -340,10 +342,22 @@ class StreamClassifier:
             return Prediction(probs, top, self.name, timestamp, elapsed, {"reset": True})
         return Prediction(probs, top, self.name, timestamp, elapsed)
 
-    def _advance_pools(self) -> None:
-        """Fold this step's pool delta into both copies; swap when the mature one is full."""
-        self._mature_steps += 1
-        young = self._young_steps > 0 or self._mature_steps > self.horizon_steps - self._half
+    def _advance_pools(self, t: float) -> None:
+        """Fold this step's pool delta into both copies; swap when the mature one is full.
+
+        The mature copy covers frames since ``_mature_t0``; the young one starts half a
+        horizon later. A frame counts for the time up to the next one (``_period``), so
+        at the nominal rate a copy holds exactly horizon_s × fps steps when it is swapped.
+        """
+        if self._prev_t is not None and t > self._prev_t:
+            self._period = t - self._prev_t
+        self._prev_t = t
+        if self._mature_t0 is None:
+            self._mature_t0 = t
+        span = t - self._mature_t0 + self._period  # what the mature copy covers with this frame
+        if self._young_t0 is None and span > self.horizon_s - self.horizon_s / 2 + 1e-9:
+            self._young_t0 = t
+        young = self._young_t0 is not None
         for p in self._pools:
             out = p.out_fn()
             np.subtract(out, p.mature, out=p.delta)
@@ -351,14 +365,11 @@ class StreamClassifier:
             del out
             if young:
                 p.young += p.delta
-        if young:
-            self._young_steps += 1
-        if self._mature_steps >= self.horizon_steps:
+        if span >= self.horizon_s - 1e-9:
             for p in self._pools:
                 p.mature, p.young = p.young, p.mature
                 p.young.fill(p.zero_point)
-            self._mature_steps = self._young_steps
-            self._young_steps = 0
+            self._mature_t0, self._young_t0 = self._young_t0, None
         set_tensor = self._set
         for p in self._pools:
             np.copyto(p.stage, p.mature, casting="unsafe")
