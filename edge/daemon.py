@@ -55,6 +55,7 @@ class Daemon:
         self.cpu = CpuMeter()
         self.last_frame: Frame | None = None
         self._since_wall: float | None = None
+        self._camera_ok = True
         self.last_stable: Any = None
         self.ready = False
         self.capture: Any = None
@@ -292,9 +293,12 @@ class Daemon:
             path = self.camera.capture(self.station.new_image_path())
             return self.station.classify_path(path, source=source)
         frame = self.capture.get(timeout=2.0) if self.capture is not None else None
-        frame = frame or self.last_frame
+        if frame is None and self._frames_fresh():
+            frame = self.last_frame
         if frame is None:
-            raise EdgeError("no frame from the camera yet")
+            raise EdgeError(
+                f"no frame from the camera in the last {self.cfg.source.frame_timeout_s:g} s"
+            )
         self.last_frame = frame
         return self.station.classify_image(frame.image, source=source)
 
@@ -407,20 +411,25 @@ class Daemon:
             "top": [s.as_dict() for s in getattr(stable, "top", ())],
             "model": self._model_info(),
             "mode": self.cfg.mode,
+            "camera": "ok" if self._camera_ok else "stalled",
             "ts": now,
         }
         if since is not None:
             self._since_wall = since
         self.publisher.publish_state(payload)
 
+    def _frames_fresh(self) -> bool:
+        last = self.timers.last_frame
+        return bool(last) and time.monotonic() - last < self.cfg.source.frame_timeout_s
+
     def _housekeeping(self, now: float) -> None:
-        mono = time.monotonic()
-        frames_flow = self.cfg.mode == "still" or (
-            self.timers.last_frame
-            and mono - self.timers.last_frame < self.cfg.source.frame_timeout_s
-        )
-        if frames_flow and self.ready:
+        # The watchdog is fed only while the camera delivers; a photo command is run
+        # on demand and has its own timeout.
+        alive = self._frames_fresh() or (self.cfg.mode == "still" and self.capture is None)
+        if alive and self.ready:
             self.notifier.watchdog()
+        if self.ready and self.cfg.mode == "video" and alive != self._camera_ok:
+            self._camera_changed(alive, now)
         if self.ready and now - self.timers.last_state >= self.cfg.mqtt.heartbeat_s:
             self._publish_state(now)
         if now - self.timers.last_stats >= self.cfg.mqtt.stats_interval_s:
@@ -429,6 +438,30 @@ class Daemon:
             self.notifier.status(self._status_line(stats))
             if self.publisher:
                 self.publisher.publish_stats(stats)
+
+    def _camera_changed(self, ok: bool, now: float) -> None:
+        """A stalled camera ends the current label: state must not go on claiming it."""
+        self._camera_ok = ok
+        if ok:
+            log.info("camera: frames again")
+        else:
+            log.warning("camera: no frame for %g s", self.cfg.source.frame_timeout_s)
+        if self.publisher:
+            self.publisher.publish_event(
+                {"type": "camera", "state": "ok" if ok else "stalled", "ts": now}
+            )
+        if ok:
+            return
+        label = getattr(self.last_stable, "label", None)
+        if label and self.publisher:
+            self.publisher.publish_event(
+                {"type": "end", "label": label, "ts": now, "reason": "camera stalled"}
+            )
+        if self.classifier is not None:
+            self.smoother = self._make_smoother(self.classifier.labels)
+        self.last_stable = None
+        self._since_wall = None
+        self._publish_state(now)
 
     def stats(self) -> dict[str, Any]:
         cap = self.capture.stats if self.capture is not None else None

@@ -322,10 +322,12 @@ def test_sighup_keeps_running_on_a_bad_config_and_applies_a_good_one(broker, dae
 
 
 def test_ready_and_watchdog_follow_frames(broker, daemons, tmp_path):
-    """READY=1 after the first frame; WATCHDOG=1 stops while the camera stalls, then resumes."""
+    """READY=1 after the first frame; while the camera stalls the watchdog is not fed and
+    the label is ended (state says so); both come back with the frames."""
     notify = NotifySocket(tmp_path / "notify.sock")
     server = MjpegServer(VIDEOS / "carving_ice.mp4", fps=10)
     server.start()
+    sub = broker.subscriber(f"{BASE}/#")
     try:
         cfg = config_for(
             tmp_path,
@@ -336,22 +338,41 @@ def test_ready_and_watchdog_follow_frames(broker, daemons, tmp_path):
         d.start()
         wait_until(lambda: notify.lines("READY=1"), timeout=60, what="READY=1")
         wait_until(lambda: len(notify.lines("WATCHDOG=1")) > 5, timeout=30, what="watchdog pings")
+        _wait_label(sub, "carving ice")
         server.stall()
         time.sleep(2.5)  # longer than frame_timeout_s: frames have stopped
         stalled_at = time.monotonic()
         time.sleep(3)
         pings = [t for t in notify.lines("WATCHDOG=1") if t > stalled_at]
         assert pings == [], "watchdog was fed while no frame arrived"
+
+        def event(kind: str, **fields):
+            return lambda ms: [
+                m.json()
+                for m in ms
+                if m.topic == f"{BASE}/events"
+                and m.json().get("type") == kind
+                and all(m.json().get(k) == v for k, v in fields.items())
+            ]
+
+        sub.wait_for(event("camera", state="stalled"), what="a camera stalled event")
+        ended = sub.wait_for(event("end", label="carving ice"), what="the label ended")
+        assert ended[0]["reason"] == "camera stalled"
+        last_state = _states(sub)[-1]
+        assert last_state["label"] is None and last_state["camera"] == "stalled"
+
         server.resume()
         wait_until(
             lambda: [t for t in notify.lines("WATCHDOG=1") if t > stalled_at],
             timeout=60,
             what="watchdog pings after the camera came back",
         )
+        sub.wait_for(event("camera", state="ok"), what="a camera ok event")
         code, _ = d.stop()
         assert code == 0, d.log()
         assert notify.lines("STOPPING=1")
     finally:
+        sub.close()
         server.stop()
         notify.close()
 
