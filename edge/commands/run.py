@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from edge.config import find_config, load_config
+from edge.errors import SourceError
+
+NO_SOURCE_EXIT = 3
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -73,4 +77,10 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel("DEBUG" if args.verbose else cfg.log_level.upper())
     daemon = Daemon(cfg, path, overrides)
     daemon.install_signals()
-    return daemon.run(duration_s=args.duration)
+    try:
+        return daemon.run(duration_s=args.duration)
+    except SourceError as exc:
+        # Exit 3, not 2: a camera missing at boot may still appear (a USB camera that
+        # enumerates late), so systemd restarts on this one; bad config it does not.
+        print(f"edge run: error: {exc}", file=sys.stderr)
+        return NO_SOURCE_EXIT
