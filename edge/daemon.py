@@ -99,7 +99,7 @@ class Daemon:
             from edge.sources.command import CommandCamera
 
             self.camera = CommandCamera(
-                cfg.source.command or "", timeout_s=cfg.source.command_timeout_s
+                cfg.source.command or "", timeout_s=cfg.source.command_timeout_s, cancel=self._stop
             )
             return None
         from edge.sources.factory import make_capture

@@ -226,3 +226,16 @@ def test_watcher_polls_no_faster_than_its_interval(tmp_path: Path) -> None:
     # However often the daemon loop calls, two scans are at least poll_s apart.
     paced = FolderWatcher(inbox, settle_s=3600, poll_s=3600)
     assert all(paced.poll() == [] for _ in range(5))
+
+
+def test_a_photo_in_progress_is_abandoned_when_asked_to_stop(tmp_path: Path) -> None:
+    import threading
+
+    stop = threading.Event()
+    cam = CommandCamera("sh -c 'sleep 30' {path}", timeout_s=60, cancel=stop)
+    threading.Timer(0.3, stop.set).start()
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match="cancelled"):
+        cam.capture(tmp_path / "x.jpg")
+    assert time.monotonic() - t0 < 10  # not the 30 s the command would take
+    assert not (tmp_path / "x.jpg").exists()

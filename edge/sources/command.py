@@ -42,7 +42,14 @@ def _tail(text: bytes | str | None) -> str:
 class CommandCamera:
     """Takes one photo per call by running a command; one capture at a time."""
 
-    def __init__(self, command: str, *, timeout_s: float = 20.0, suffix: str = ".jpg") -> None:
+    def __init__(
+        self,
+        command: str,
+        *,
+        timeout_s: float = 20.0,
+        suffix: str = ".jpg",
+        cancel: threading.Event | None = None,
+    ) -> None:
         try:
             argv = shlex.split(command)
         except ValueError as exc:
@@ -62,6 +69,8 @@ class CommandCamera:
         self.description = f"command {argv[0]}"
         self._lock = threading.Lock()
         self._seq = 0
+        # Set when the daemon stops: a photo in progress is abandoned at once.
+        self._cancel = cancel or threading.Event()
 
     def _target(self, dest: str | Path) -> Path:
         dest = Path(dest)
@@ -104,8 +113,19 @@ class CommandCamera:
             )
         except OSError as exc:
             raise SourceError(f"{self.description}: cannot run: {exc.strerror or exc}") from None
+        deadline = time.monotonic() + self.timeout_s
         try:
-            _, err = proc.communicate(timeout=self.timeout_s)
+            while True:  # in slices, so a stop request need not wait for the camera
+                try:
+                    _, err = proc.communicate(timeout=min(0.2, self.timeout_s))
+                    break
+                except subprocess.TimeoutExpired:
+                    if self._cancel.is_set():
+                        _kill_group(proc)
+                        proc.communicate()
+                        raise SourceError(f"{self.description}: cancelled") from None
+                    if time.monotonic() >= deadline:
+                        raise
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             _, err = proc.communicate()
