@@ -8,7 +8,9 @@ model swaps.
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -28,6 +30,8 @@ from edge.notify import Notifier
 from edge.stats import CpuMeter, RateMeter, Window, rss_bytes
 
 log = logging.getLogger("edge.daemon")
+
+OVERRIDE_FILE = "model-override.json"  # a model swapped in over MQTT, kept across restarts
 
 
 @dataclass(slots=True)
@@ -55,6 +59,7 @@ class Daemon:
         self.cpu = CpuMeter()
         self.last_frame: Frame | None = None
         self._since_wall: float | None = None
+        self._file_cfg = cfg  # the config as loaded, before a kept model swap
         self._camera_ok = True
         self.last_stable: Any = None
         self.ready = False
@@ -142,9 +147,60 @@ class Daemon:
             still=cfg.still,
         )
 
+    # ------------------------------------------------------- model swap, kept
+    # A swap over MQTT outlives restarts and reloads, until the config file's own model
+    # settings change: then the file, the operator's newer word, wins.
+
+    @staticmethod
+    def _model_fields(cfg: Config) -> dict[str, Any]:
+        return {
+            "mode": cfg.mode,
+            "model": cfg.model.model_dump(mode="json"),
+            "still_models": [m.model_dump(mode="json") for m in cfg.still_models],
+        }
+
+    def _override_path(self, cfg: Config) -> Path:
+        return cfg.state_dir / OVERRIDE_FILE
+
+    def _save_override(self) -> None:
+        path = self._override_path(self.cfg)
+        data = {"file": self._model_fields(self._file_cfg), **self._model_fields(self.cfg)}
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(data, indent=1))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("%s: cannot keep the model swap across restarts: %s", path, exc)
+
+    def _with_override(self, cfg: Config) -> Config:
+        path = self._override_path(cfg)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cfg
+        except (OSError, ValueError) as exc:
+            log.warning("%s: unreadable, ignored: %s", path, exc)
+            return cfg
+        if data.get("file") != self._model_fields(cfg):
+            log.info("the config's model settings changed since the last swap; using them")
+            path.unlink(missing_ok=True)
+            return cfg
+        try:
+            return cfg.model_copy(
+                update={
+                    "mode": data["mode"],
+                    "model": ModelConfig(**data["model"]),
+                    "still_models": [ModelConfig(**m) for m in data["still_models"]],
+                }
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("%s: invalid, ignored: %s", path, exc)
+            return cfg
+
     def start(self) -> None:
         """Load everything that can fail on bad input before touching the network."""
-        cfg = self.cfg
+        self._file_cfg = self.cfg
+        self.cfg = cfg = self._with_override(self.cfg)
         self._prepare_dirs()
         self.classifier, self.still_classifiers = self._load_models(cfg)
         if self.classifier is not None:
@@ -365,6 +421,9 @@ class Daemon:
         if mode == "video" and self.capture is None:
             raise EdgeError("video mode needs a camera or stream source, not a photo command")
         fields: dict[str, Any] = {"name": args["name"]} if args.get("name") else {"path": spec}
+        if "path" in fields and not Path(spec).is_absolute():
+            # Kept as an absolute path, so the swap still resolves after a restart.
+            fields["path"] = str(self.cfg.resolved_models_dir / spec)
         if args.get("sha256"):
             fields["sha256"] = args["sha256"]
         base = self.cfg.model.model_dump(exclude={"name", "path", "sha256", "labels"})
@@ -389,6 +448,7 @@ class Daemon:
             updates["still_models"] = [model_cfg]
             self.classifier, self.still_classifiers = None, [new]
         self.cfg = self.cfg.model_copy(update=updates)
+        self._save_override()
         if mode == "still":
             self._replace_station(self._make_station(self.cfg))
         if old_mode != mode and self.publisher is not None:
@@ -503,8 +563,9 @@ class Daemon:
         """SIGHUP: apply a new config; an invalid one keeps the running config and says why."""
         self.notifier.reloading()
         try:
-            new = load_config(self.config_path, self.overrides)
-            self._apply(new)
+            loaded = load_config(self.config_path, self.overrides)
+            self._apply(self._with_override(loaded))
+            self._file_cfg = loaded
         except EdgeError as exc:
             log.error("config reload refused, keeping the running config: %s", exc)
             self.notifier.send("READY=1", f"STATUS=config reload refused: {exc}")

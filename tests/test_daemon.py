@@ -259,6 +259,38 @@ def test_commands_reset_snapshot_malformed_and_model_swap(broker, daemons, tmp_p
             what="state from the swapped model",
         )
         assert {t["label"] for t in state["top"]} <= cattle_labels
+
+        def model_in_new_states(after: int) -> str:
+            def newest(ms):
+                states = [m.json() for m in ms if m.topic == f"{BASE}/state" and m.payload]
+                return states[after:] and states[-1]["model"]["name"]
+
+            return sub.wait_for(newest, timeout=60, what="a new state")
+
+        # The swap outlives a reload of the unchanged file and a restart.
+        n = len(_states(sub))
+        d.signal(signal.SIGHUP)
+        sub.wait_for(
+            lambda ms: any(
+                m.topic == f"{BASE}/events" and m.json().get("type") == "config" for m in ms
+            ),
+            what="the reload",
+        )
+        assert model_in_new_states(n) == "cattle"
+        code, _ = d.stop()
+        assert code == 0, d.log()
+        n = len(_states(sub))
+        d.start()
+        assert model_in_new_states(n) == "cattle"
+        # A changed model section in the file wins over the kept swap.
+        n = len(_states(sub))
+        d.write_config(deep_merge(d.config, {"model": {"top_k": 4}}))
+        d.signal(signal.SIGHUP)
+        sub.wait_for(
+            lambda ms: any(s["model"]["name"] == A0.stem for s in _states(sub)[n:]),
+            timeout=60,
+            what="the file's model back",
+        )
         code, _ = d.stop()
         assert code == 0, d.log()
 
