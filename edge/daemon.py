@@ -613,7 +613,7 @@ class Daemon:
                 self.capture.start()
         if replace_publisher:
             if self.publisher is not None:
-                self.publisher.stop(timeout=1.0)
+                self.publisher.close(timeout=1.0)
             self.publisher = publisher
             if publisher is not None:
                 publisher.start()

@@ -339,7 +339,8 @@ def test_sighup_keeps_running_on_a_bad_config_and_applies_a_good_one(broker, dae
         n_states = len(_states(sub))
         sub.wait_for(lambda ms: len(_states(sub)) > n_states + 1, what="MQTT still working")
 
-        good = deep_merge(cfg, {"model": {"top_k": 3}})
+        # A good config that changes the model and the MQTT settings (a new connection).
+        good = deep_merge(cfg, {"model": {"top_k": 3}, "mqtt": {"stats_interval_s": 0.5}})
         d.write_config(good)
         d.signal(signal.SIGHUP)
         sub.wait_for(
@@ -349,6 +350,9 @@ def test_sighup_keeps_running_on_a_bad_config_and_applies_a_good_one(broker, dae
             ),
             what="the reload accepted",
         )
+        n_states = len(_states(sub))
+        sub.wait_for(lambda ms: len(_states(sub)) > n_states + 1, what="state after the reload")
+        assert d.alive()
         code, _ = d.stop()
         assert code == 0, d.log()
 

@@ -184,6 +184,11 @@ class Publisher:
         self._closed = True
         log.info("mqtt: stopped (%d messages kept in the outbox)", self._outbox.depth)
 
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop, then release the outbox file: for a publisher that is being replaced."""
+        self.stop(timeout)
+        self._outbox.close()
+
     # --------------------------------------------------------------- publishing
     def publish_state(self, payload: dict) -> None:
         """Retained, durable. ``seq`` is numbered here (persisted); ``model``/``mode``/``ts``
