@@ -24,7 +24,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,10 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_kind ON outbox (kind, id);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+
+class _Refused(Exception):
+    """Internal: the bound refused a message; the transaction rolls back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,17 +135,13 @@ class Outbox:
         """
         if kind not in KINDS:
             raise ValueError(f"unknown outbox kind {kind!r}")
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
+        try:
+            with self._transaction() as db:
                 if kind == STATE:
                     db.execute("DELETE FROM outbox WHERE kind = ?", (STATE,))
                 depth = self._count(db)
                 if depth >= self.max_messages and not self._make_room(db, kind, depth):
-                    db.execute("ROLLBACK")
-                    self.dropped += 1
-                    return None
+                    raise _Refused  # rolls back, so a coalesced old state stays
                 if seq is not None:
                     body = {**body, "seq": self._next(db, seq)}
                 payload = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
@@ -150,12 +151,25 @@ class Outbox:
                     (kind, topic, payload, qos, int(retain), self._clock()),
                 )
                 depth = self._count(db)
-                db.execute("COMMIT")
+        except _Refused:
+            with self._lock:
+                self.dropped += 1
+            return None
+        self.depth = depth
+        return int(cur.lastrowid or 0)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the lock: committed on success, else rolled back."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            self.depth = depth
-            return int(cur.lastrowid or 0)
+            db.execute("COMMIT")
 
     @staticmethod
     def _count(db: sqlite3.Connection) -> int:
@@ -220,21 +234,14 @@ class Outbox:
         ids = list(ids)
         if not ids:
             return 0
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                n = 0
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start : start + 500]
-                    marks = ",".join("?" * len(chunk))
-                    n += db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk).rowcount
-                depth = self._count(db)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            self.depth = depth
-            if self.depth < self.max_messages:
-                self._over_bound_warned = False
-            return n
+        with self._transaction() as db:
+            n = 0
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                n += db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk).rowcount
+            depth = self._count(db)
+        self.depth = depth
+        if self.depth < self.max_messages:
+            self._over_bound_warned = False
+        return n
