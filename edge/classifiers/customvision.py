@@ -141,6 +141,17 @@ def _floats(value: object, key: str, where: Path) -> list[float]:
         raise ModelError(f"{where}: {key} must be a list of numbers, not {value!r}") from None
 
 
+def _declared(metadata: dict, key: str, table: dict, at: Path, default: Any) -> Any:
+    """What ``metadata[key]`` means per ``table``; an unknown value is a one-line error."""
+    value = metadata.get(key)
+    if value is None:
+        return default
+    if value not in table:
+        known = ", ".join(table)
+        raise ModelError(f"{at}: {key} {value!r} is not supported (known: {known})")
+    return table[value]
+
+
 def preprocess_from_metadata(
     metadata: dict[str, Any],
     where: Path | None,
@@ -153,22 +164,8 @@ def preprocess_from_metadata(
     declared = "metadata_properties.json" if metadata else "General (compact) default"
     order, vrange, crop = "BGR", (0.0, 255.0), "none"
     if metadata:
-        fmt = metadata.get("Image.BitmapPixelFormat")
-        if fmt is not None:
-            if fmt not in _PIXEL_FORMATS:
-                known = ", ".join(_PIXEL_FORMATS)
-                raise ModelError(
-                    f"{at}: Image.BitmapPixelFormat {fmt!r} is not supported (known: {known})"
-                )
-            order = _PIXEL_FORMATS[fmt]
-        rng = metadata.get("Image.NominalPixelRange")
-        if rng is not None:
-            if rng not in _PIXEL_RANGES:
-                known = ", ".join(_PIXEL_RANGES)
-                raise ModelError(
-                    f"{at}: Image.NominalPixelRange {rng!r} is not supported (known: {known})"
-                )
-            vrange = _PIXEL_RANGES[rng]
+        order = _declared(metadata, "Image.BitmapPixelFormat", _PIXEL_FORMATS, at, order)
+        vrange = _declared(metadata, "Image.NominalPixelRange", _PIXEL_RANGES, at, vrange)
         crop_method = str(metadata.get("CustomVision.Preprocess.CropMethod", "NoCrop"))
         crop = "none" if crop_method in _NO_CROP else "center"
         if value_range is None:
