@@ -72,6 +72,8 @@ class Smoother:
         np.copyto(x, probs)
         if self._t is None:
             np.copyto(ema, x)
+            if self._since is None:
+                self._since = t  # "none" starts now: the first label also waits min_dwell_s
         else:
             dt = t - self._t
             alpha = 1.0 - math.exp(-dt / cfg.tau_s) if dt > 0 else 0.0
@@ -117,7 +119,9 @@ class Smoother:
             self._candidate, self._count = -1, 0
 
         # Dwell protects a label from being replaced; none has nothing to protect.
-        dwelt = cur < 0 or self._since is None or t - self._since >= cfg.min_dwell_s
+        # Dwell holds every state, "none" included: the first frames after a (re)start,
+        # when a stream model is still cold, cannot name an activity at once.
+        dwelt = self._since is None or t - self._since >= cfg.min_dwell_s
         if self._count >= cfg.consecutive and dwelt and not changed:
             self._previous = self.labels[cur] if cur >= 0 else None
             self._current = cur = self._candidate

@@ -106,11 +106,28 @@ def test_minimum_dwell_delays_a_second_change():
         tau_s=0.05, enter=0.5, exit=0.2, margin=0.1, consecutive=1, min_dwell_s=2.0
     )
     sm = Smoother(LABELS, cfg)
-    # From t=0.5 b qualifies at every step (and a stays above exit), but a arrived at t=0.
-    out = run(sm, [(0.5, probs(a=0.9)), (3.0, probs(b=0.6, a=0.35))], fps=10.0)
-    (t_a, _, _), (t_b, prev_b, label_b) = changes(out)
+    # a is named at t=2 (the start, too, is held for min_dwell_s). From t=2.5 b qualifies
+    # at every step (and a stays above exit), but a must first have lasted 2 s.
+    out = run(sm, [(2.5, probs(a=0.9)), (3.0, probs(b=0.6, a=0.35))], fps=10.0)
+    (t_a, _, label_a), (t_b, prev_b, label_b) = changes(out)
+    assert label_a == "a" and t_a == pytest.approx(2.0, abs=0.11)
     assert (prev_b, label_b) == ("a", "b")
     assert t_b - t_a == pytest.approx(2.0, abs=0.11)
+
+
+def test_no_label_in_the_first_min_dwell_after_a_start_or_reset():
+    """A stream model is cold for its first frames; the smoother names nothing until it
+    has seen min_dwell_s of them, then the activity those frames agree on."""
+    cfg = SmootherConfig(tau_s=0.5, consecutive=2, min_dwell_s=1.5)
+    sm = Smoother(LABELS, cfg)
+    cold_then_b = [(0.4, probs(a=0.95)), (3.0, probs(b=0.9))]  # a wrong, confident start
+    out = run(sm, cold_then_b, fps=10.0)
+    assert [c[1:] for c in changes(out)] == [(None, "b")]
+    assert changes(out)[0][0] >= 1.5
+    sm.reset()
+    out = run(sm, [(3.0, probs(a=0.9))], fps=10.0, t0=10.0)
+    named = [c for c in changes(out) if c[2] is not None]
+    assert named[0][2] == "a" and named[0][0] >= 11.5
 
 
 def test_label_exits_to_none_below_the_exit_threshold():
