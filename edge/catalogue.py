@@ -366,6 +366,13 @@ def _from_marker_dir(
     return ResolvedModel(entry.name, model, labels, entry.kind, sha, entry)
 
 
+def is_export_folder(directory: Path) -> bool:
+    """An Azure Custom Vision export: it carries a manifest or a metadata file."""
+    return (directory / "cvexport.manifest").is_file() or (
+        directory / "metadata_properties.json"
+    ).is_file()
+
+
 def _resolve_dir(directory: Path, catalogue: dict[str, CatalogueEntry]) -> ResolvedModel:
     marker = read_marker(directory)
     entry = catalogue.get(str((marker or {}).get("name")))
@@ -392,10 +399,7 @@ def _resolve_dir(directory: Path, catalogue: dict[str, CatalogueEntry]) -> Resol
         model = found[0]
     # A Custom Vision export is an image model; any other folder is whatever its model is,
     # which the classifier that loads it finds out.
-    is_export = (directory / "cvexport.manifest").is_file() or (
-        directory / "metadata_properties.json"
-    ).is_file()
-    kind = "image" if is_export else "auto"
+    kind = "image" if is_export_folder(directory) else "auto"
     return ResolvedModel(directory.name, model, _labels_beside(model), kind, None, None)
 
 

@@ -46,14 +46,16 @@ def load_stream(resolved: ResolvedModel, cfg: ModelConfig) -> Any:
 
 
 def load_still(resolved: ResolvedModel, cfg: ModelConfig) -> Any:
+    from edge.catalogue import is_export_folder
     from edge.classifiers.image import load_image_classifier
 
-    spec = (
-        resolved.path.parent if resolved.kind == "image" and _is_export(resolved) else resolved.path
-    )
+    export = resolved.kind == "image" and is_export_folder(resolved.path.parent)
+    spec = resolved.path.parent if export else resolved.path
+    # An export (folder or zip) carries its own labels; only an explicit setting overrides them.
+    own_labels = export or spec.suffix == ".zip"
     return load_image_classifier(
         spec,
-        labels=cfg.labels or resolved.labels,
+        labels=cfg.labels if own_labels else cfg.labels or resolved.labels,
         threads=cfg.threads,
         top_k=cfg.top_k,
         threshold=cfg.threshold,
@@ -61,10 +63,6 @@ def load_still(resolved: ResolvedModel, cfg: ModelConfig) -> Any:
         value_range=cfg.value_range,
         name=resolved.name,
     )
-
-
-def _is_export(resolved: ResolvedModel) -> bool:
-    return (resolved.path.parent / "cvexport.manifest").exists()
 
 
 def load_for_mode(cfg: ModelConfig, mode: str, models_dir: Path, *, request: bool = False) -> Any:
