@@ -78,6 +78,17 @@ def _states(sub) -> list[dict]:
     return sub.json(f"{BASE}/state")
 
 
+def events(kind: str, **fields):
+    """A wait_for condition: the ``events`` messages of ``kind`` whose fields match."""
+    return lambda ms: [
+        m.json()
+        for m in ms
+        if m.topic == f"{BASE}/events"
+        and m.json().get("type") == kind
+        and all(m.json().get(k) == v for k, v in fields.items())
+    ]
+
+
 def _wait_label(sub, label: str, timeout: float = 60) -> dict:
     return sub.wait_for(
         lambda ms: next(
@@ -106,17 +117,7 @@ def test_daemon_publishes_label_events_stats_and_stops_cleanly(broker, daemons, 
         assert state["top"][0]["label"] == "carving ice"
         assert state["since"] <= state["ts"]
 
-        start = sub.wait_for(
-            lambda ms: next(
-                (
-                    m.json()
-                    for m in ms
-                    if m.topic == f"{BASE}/events" and m.json().get("type") == "start"
-                ),
-                None,
-            ),
-            what="a start event",
-        )
+        start = sub.wait_for(events("start"), what="a start event")[0]
         assert start["label"] == "carving ice" and isinstance(start["seq"], int)
 
         stats = sub.wait_count(f"{BASE}/stats", 2, timeout=30)[-1].json()
@@ -270,12 +271,7 @@ def test_commands_reset_snapshot_malformed_and_model_swap(broker, daemons, tmp_p
         # The swap outlives a reload of the unchanged file and a restart.
         n = len(_states(sub))
         d.signal(signal.SIGHUP)
-        sub.wait_for(
-            lambda ms: any(
-                m.topic == f"{BASE}/events" and m.json().get("type") == "config" for m in ms
-            ),
-            what="the reload",
-        )
+        sub.wait_for(events("config"), what="the reload")
         assert model_in_new_states(n) == "cattle"
         code, _ = d.stop()
         assert code == 0, d.log()
@@ -303,17 +299,7 @@ def test_sighup_keeps_running_on_a_bad_config_and_applies_a_good_one(broker, dae
         _wait_label(sub, "carving ice")
         d.config_path.write_text("mqtt:\n  prot: 1\n")
         d.signal(signal.SIGHUP)
-        err = sub.wait_for(
-            lambda ms: next(
-                (
-                    m.json()
-                    for m in ms
-                    if m.topic == f"{BASE}/events" and m.json().get("type") == "config"
-                ),
-                None,
-            ),
-            what="a config event",
-        )
+        err = sub.wait_for(events("config"), what="a config event")[0]
         assert err["ok"] is False and "mqtt.prot" in err["error"]
         assert d.alive()
         n_states = len(_states(sub))
@@ -326,13 +312,7 @@ def test_sighup_keeps_running_on_a_bad_config_and_applies_a_good_one(broker, dae
         )
         d.signal(signal.SIGHUP)
         refused = sub.wait_for(
-            lambda ms: [
-                m.json()
-                for m in ms
-                if m.topic == f"{BASE}/events"
-                and m.json().get("type") == "config"
-                and "password_file" in m.json().get("error", "")
-            ],
+            lambda ms: [e for e in events("config")(ms) if "password_file" in e.get("error", "")],
             what="the unreadable password file refused",
         )
         assert refused[0]["ok"] is False
@@ -343,13 +323,7 @@ def test_sighup_keeps_running_on_a_bad_config_and_applies_a_good_one(broker, dae
         good = deep_merge(cfg, {"model": {"top_k": 3}, "mqtt": {"stats_interval_s": 0.5}})
         d.write_config(good)
         d.signal(signal.SIGHUP)
-        sub.wait_for(
-            lambda ms: any(
-                m.topic == f"{BASE}/events" and m.json().get("type") == "config" and m.json()["ok"]
-                for m in ms
-            ),
-            what="the reload accepted",
-        )
+        sub.wait_for(events("config", ok=True), what="the reload accepted")
         n_states = len(_states(sub))
         sub.wait_for(lambda ms: len(_states(sub)) > n_states + 1, what="state after the reload")
         assert d.alive()
@@ -382,17 +356,8 @@ def test_ready_and_watchdog_follow_frames(broker, daemons, tmp_path):
         pings = [t for t in notify.lines("WATCHDOG=1") if t > stalled_at]
         assert pings == [], "watchdog was fed while no frame arrived"
 
-        def event(kind: str, **fields):
-            return lambda ms: [
-                m.json()
-                for m in ms
-                if m.topic == f"{BASE}/events"
-                and m.json().get("type") == kind
-                and all(m.json().get(k) == v for k, v in fields.items())
-            ]
-
-        sub.wait_for(event("camera", state="stalled"), what="a camera stalled event")
-        ended = sub.wait_for(event("end", label="carving ice"), what="the label ended")
+        sub.wait_for(events("camera", state="stalled"), what="a camera stalled event")
+        ended = sub.wait_for(events("end", label="carving ice"), what="the label ended")
         assert ended[0]["reason"] == "camera stalled"
         last_state = _states(sub)[-1]
         assert last_state["label"] is None and last_state["camera"] == "stalled"
@@ -403,7 +368,7 @@ def test_ready_and_watchdog_follow_frames(broker, daemons, tmp_path):
             timeout=60,
             what="watchdog pings after the camera came back",
         )
-        sub.wait_for(event("camera", state="ok"), what="a camera ok event")
+        sub.wait_for(events("camera", state="ok"), what="a camera ok event")
         code, _ = d.stop()
         assert code == 0, d.log()
         assert notify.lines("STOPPING=1")
