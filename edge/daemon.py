@@ -237,9 +237,6 @@ class Daemon:
         signal.signal(signal.SIGINT, lambda *_: self._stop.set())
         signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
 
-    def request_stop(self) -> None:
-        self._stop.set()
-
     def run(self, duration_s: float | None = None) -> int:
         self.start()
         deadline = None if duration_s is None else time.monotonic() + duration_s
@@ -256,7 +253,6 @@ class Daemon:
         return 0
 
     def _tick(self) -> None:
-        now_wall = time.time()
         if self.cfg.mode == "video":
             frame = self.capture.get(timeout=0.2)
             if frame is not None:
@@ -265,7 +261,7 @@ class Daemon:
                 log.info("end of %s (set source.loop to play it again)", self.capture.description)
                 self._stop.set()
         else:
-            self._still_tick(now_wall)
+            self._still_tick()
         self._handle_commands()
         self._housekeeping(time.time())
 
@@ -278,14 +274,14 @@ class Daemon:
         stable = self.smoother.update(pred.probs, frame.timestamp)
         self.last_stable = stable
         now = time.time()
-        since_wall = None
-        if stable.since is not None:
-            since_wall = frame.wall_time - (frame.timestamp - stable.since)
         if not self.ready:
             self._mark_ready()
         if stable.changed:
             log.info("label: %s (%.2f)", stable.label or "none", stable.score)
         if stable.changed and self.publisher:
+            since_wall = None
+            if stable.since is not None:  # the smoother's clock is the frames'; state uses wall
+                since_wall = frame.wall_time - (frame.timestamp - stable.since)
             if stable.previous:
                 self.publisher.publish_event(
                     {
@@ -321,7 +317,7 @@ class Daemon:
             )
 
     # ------------------------------------------------------------------ still
-    def _still_tick(self, now_wall: float) -> None:
+    def _still_tick(self) -> None:
         interval = self.cfg.still.interval_s
         if interval > 0 and time.monotonic() >= self.timers.next_still:
             self.timers.next_still = time.monotonic() + interval
