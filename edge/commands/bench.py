@@ -22,7 +22,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 
 from edge.commands.classify import add_model_arguments, resolve_stream_model
 from edge.errors import ConfigError, SourceError
+from edge.stats import peak_rss_bytes
 
 WARMUP = 20
 
@@ -78,11 +78,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--warmup", type=float, default=10.0, help="--live: seconds before measuring (default 10)"
     )
-
-
-def peak_rss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
 class _Timer:
@@ -338,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
             "pipeline_baseline": ratio(pipeline["fps"], baseline["fps"]),
             "pipeline_floor": ratio(pipeline["fps"], floor["fps"]),
         },
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_bytes() / 2**20, 1),
     }
     out = sys.stdout
     if args.json:

@@ -139,7 +139,6 @@ class Capture:
         self._frames = 0
         self._dropped = 0
         self._skipped = 0
-        self._handed = 0
         self._opens = 0
         self._epoch = -1
         self._stalls = 0
@@ -177,7 +176,6 @@ class Capture:
                     return None
                 self._cond.wait(remaining)
             frame, self._pending = self._pending, None
-            self._handed += 1
             self._cond.notify_all()
             return frame
 

@@ -132,7 +132,6 @@ class Picamera2Backend:
             self._stream = "lores" if lores is not None else "main"
             applied = cam.camera_config[self._stream]
             self._size = tuple(applied["size"])
-            self._format = applied["format"]
             cam.start()
         except Exception as exc:
             raise SourceError(f"{self.description}: cannot start camera: {exc}") from None
