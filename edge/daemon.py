@@ -26,6 +26,7 @@ from edge.config import Config, ModelConfig, load_config
 from edge.errors import EdgeError
 from edge.frame import Frame
 from edge.loader import load_for_mode
+from edge.mqtt.payloads import event_payload, reply_payload, state_payload
 from edge.notify import Notifier
 from edge.stats import CpuMeter, RateMeter, Window, rss_bytes
 
@@ -284,23 +285,18 @@ class Daemon:
                 since_wall = frame.wall_time - (frame.timestamp - stable.since)
             if stable.previous:
                 self.publisher.publish_event(
-                    {
-                        "type": "end",
-                        "label": stable.previous,
-                        "ts": now,
-                        "frame_ts": frame.wall_time,
-                    }
+                    event_payload("end", ts=now, label=stable.previous, frame_ts=frame.wall_time)
                 )
             if stable.label:
                 self.publisher.publish_event(
-                    {
-                        "type": "start",
-                        "label": stable.label,
-                        "score": round(float(stable.score), 4),
-                        "ts": now,
-                        "since": since_wall,
-                        "frame_ts": frame.wall_time,
-                    }
+                    event_payload(
+                        "start",
+                        ts=now,
+                        label=stable.label,
+                        score=stable.score,
+                        since=since_wall,
+                        frame_ts=frame.wall_time,
+                    )
                 )
             self._publish_state(now, since_wall)
         if self.publisher:
@@ -362,15 +358,13 @@ class Daemon:
         while not queue.empty():
             cmd = queue.get_nowait()
             try:
-                reply = self._run_command(cmd.name, cmd.args)
-                reply = {"ok": True, **reply}
+                reply = reply_payload(True, id=cmd.id, **self._run_command(cmd.name, cmd.args))
             except EdgeError as exc:
-                reply = {"ok": False, "error": str(exc)}
+                reply = reply_payload(False, id=cmd.id, error=str(exc))
             except Exception as exc:  # a bug or the disk: say so, keep running
                 log.exception("command %s failed", cmd.name)
-                reply = {"ok": False, "error": f"internal error: {exc.__class__.__name__}: {exc}"}
-            if cmd.id is not None:
-                reply["id"] = cmd.id
+                error = f"internal error: {exc.__class__.__name__}: {exc}"
+                reply = reply_payload(False, id=cmd.id, error=error)
             self.publisher.reply(cmd.name, reply)
 
     def _run_command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -460,16 +454,16 @@ class Daemon:
         if not self.publisher:
             return
         stable = self.last_stable
-        payload = {
-            "label": getattr(stable, "label", None),
-            "score": round(float(getattr(stable, "score", 0.0)), 4),
-            "since": since if since is not None else self._since_wall,
-            "top": [s.as_dict() for s in getattr(stable, "top", ())],
-            "model": self._model_info(),
-            "mode": self.cfg.mode,
-            "camera": "ok" if self._camera_ok else "stalled",
-            "ts": now,
-        }
+        payload = state_payload(
+            label=getattr(stable, "label", None),
+            score=getattr(stable, "score", 0.0),
+            since=since if since is not None else self._since_wall,
+            top=getattr(stable, "top", ()),
+            model=self._model_info(),
+            mode=self.cfg.mode,
+            ts=now,
+        )
+        payload["camera"] = "ok" if self._camera_ok else "stalled"
         if since is not None:
             self._since_wall = since
         self.publisher.publish_state(payload)
@@ -504,14 +498,14 @@ class Daemon:
             log.warning("camera: no frame for %g s", self.cfg.source.frame_timeout_s)
         if self.publisher:
             self.publisher.publish_event(
-                {"type": "camera", "state": "ok" if ok else "stalled", "ts": now}
+                event_payload("camera", ts=now, state="ok" if ok else "stalled")
             )
         if ok:
             return
         label = getattr(self.last_stable, "label", None)
         if label and self.publisher:
             self.publisher.publish_event(
-                {"type": "end", "label": label, "ts": now, "reason": "camera stalled"}
+                event_payload("end", ts=now, label=label, reason="camera stalled")
             )
         if self.classifier is not None:
             self.smoother = self._make_smoother(self.classifier.labels)
@@ -566,12 +560,14 @@ class Daemon:
             log.error("config reload refused, keeping the running config: %s", exc)
             self.notifier.send("READY=1", f"STATUS=config reload refused: {exc}")
             if self.publisher:
-                self.publisher.publish_event({"type": "config", "ok": False, "error": str(exc)})
+                self.publisher.publish_event(
+                    event_payload("config", ts=time.time(), ok=False, error=str(exc))
+                )
             return
         log.info("config reloaded from %s", self.config_path)
         self.notifier.send("READY=1", f"STATUS={self._status_line()}")
         if self.publisher:
-            self.publisher.publish_event({"type": "config", "ok": True, "ts": time.time()})
+            self.publisher.publish_event(event_payload("config", ts=time.time(), ok=True))
 
     def _apply(self, new: Config) -> None:
         """Build every part the new config changes, then switch; a failure changes nothing."""
