@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edge.config import merge as deep_merge
 from tests.conftest import (
     A0,
     BERLIN_INT8,
@@ -28,7 +29,7 @@ from tests.conftest import (
     run_cli,
 )
 from tests.support.broker import broker_factory_fixture, broker_fixture, wait_until  # noqa: F401
-from tests.support.daemon import DaemonProcess, NotifySocket, deep_merge
+from tests.support.daemon import DaemonProcess, NotifySocket
 from tests.support.mjpeg_server import MjpegServer
 
 BASE = "edge/dev1"

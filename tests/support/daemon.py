@@ -14,7 +14,6 @@ from typing import Any
 
 import yaml
 
-from edge.config import merge as deep_merge  # noqa: F401 - tests merge configs the same way
 from tests.conftest import ROOT
 
 
