@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from edge.errors import ConfigError
-
-_PAGE = os.sysconf("SC_PAGE_SIZE")
+from edge.stats import process_rss_bytes
 
 
 def _free_port() -> int:
@@ -34,21 +34,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _rss_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * _PAGE / 2**20
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+    return float(np.percentile(values, q)) if values else None
 
 
 class _Collector:
@@ -139,9 +126,9 @@ def run_live(
             if daemon.poll() is not None:
                 log = (work / "daemon.log").read_text(errors="replace").strip().splitlines()
                 raise ConfigError(f"bench --live: edge run exited: {log[-1] if log else '?'}")
-            value = _rss_mb(daemon.pid)
+            value = process_rss_bytes(daemon.pid)
             if value is not None:
-                rss.append((time.monotonic() - t0, value))
+                rss.append((time.monotonic() - t0, value / 2**20))
             time.sleep(1.0)
         warm_samples = len(collector.samples)
     finally:

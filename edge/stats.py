@@ -16,13 +16,19 @@ import numpy as np
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def rss_bytes() -> int:
-    """Current resident set size (falls back to the peak where /proc is missing)."""
+def process_rss_bytes(pid: int | str = "self") -> int | None:
+    """Resident set size of a process from /proc, or None where it cannot be read."""
     try:
-        with open("/proc/self/statm", "rb") as fh:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
             return int(fh.read().split()[1]) * _PAGE
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def rss_bytes() -> int:
+    """This process's resident set size (falls back to the peak where /proc is missing)."""
+    current = process_rss_bytes()
+    return current if current is not None else peak_rss_bytes()
 
 
 def peak_rss_bytes() -> int:
