@@ -30,6 +30,7 @@ from tests.conftest import (
 )
 from tests.support.broker import broker_factory_fixture, broker_fixture, wait_until  # noqa: F401
 from tests.support.daemon import DaemonProcess, NotifySocket
+from tests.support.hass import check_device_payload
 from tests.support.mjpeg_server import MjpegServer
 
 BASE = "edge/dev1"
@@ -139,12 +140,13 @@ def test_daemon_publishes_label_events_stats_and_stops_cleanly(broker, daemons, 
         pred = sub.wait_count(f"{BASE}/predictions", 1)[0].json()
         assert pred["raw"] and pred["smoothed"] and "frame_ts" in pred
 
-        # Home Assistant discovery for the activity sensor, retained for HA's later starts.
+        # Home Assistant device discovery, retained for HA's later starts.
         disc = sub.wait_for(
-            lambda ms: [m for m in ms if m.topic.startswith("homeassistant/") and m.payload],
+            lambda ms: [m for m in ms if m.topic.startswith("homeassistant/device/") and m.payload],
             what="a discovery config",
         )
-        assert any(json.loads(m.payload).get("state_topic") == f"{BASE}/state" for m in disc)
+        comps = check_device_payload(json.loads(disc[0].payload))["components"]
+        assert comps["activity"]["state_topic"] == f"{BASE}/state"
         with broker.subscriber(disc[0].topic) as late:
             assert late.wait_count(disc[0].topic, 1)[0].retain
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from edge.mqtt.discovery import device_topic, legacy_topics
 from edge.mqtt.payloads import (
     EventPayload,
     PredictionPayload,
@@ -30,6 +31,7 @@ from tests.support.broker import (  # noqa: F401
     broker_fixture,
     wait_until,
 )
+from tests.support.hass import check_device_payload
 from tests.support.publisher_proc import Child
 
 DEV = "dev1"
@@ -337,32 +339,50 @@ def test_full_outbox_while_offline_drops_stats_never_events(broker, make_pub) ->
 # --------------------------------------------------------------------------- discovery
 
 
-def test_home_assistant_discovery_and_reannounce(broker, make_pub) -> None:
-    activity = T.discovery("sensor", "activity")
-    result = T.discovery("sensor", "last_result")
+def test_home_assistant_device_discovery_and_reannounce(broker, make_pub) -> None:
+    device = device_topic(T)
+    legacy = legacy_topics(T)
     with broker.subscriber("homeassistant/#") as sub:
         pub = make_pub(broker, mode="still")
+        pub.models = ("movinet-a0-stream-int8", "customvision-fruits")
         pub.start()
-        sub.wait_count(activity, 1)
-        sub.wait_count(result, 1)
-        cfg = sub.on(activity)[0].json()
-        with broker.subscriber(activity) as late:  # retained for a Home Assistant started later
-            assert late.wait_count(activity, 1)[0].retain
-        assert cfg["state_topic"] == T.state and cfg["json_attributes_topic"] == T.state
-        assert cfg["unique_id"] == f"edge_{DEV}_activity"
+        sub.wait_count(device, 1)
+        msgs = list(sub.messages)
+        # the per-entity configs of earlier releases are cleared before the device appears
+        cleared = [i for i, m in enumerate(msgs) if m.topic in legacy and m.payload == b""]
+        assert sorted(msgs[i].topic for i in cleared) == sorted(legacy)
+        first_device = next(i for i, m in enumerate(msgs) if m.topic == device)
+        assert max(cleared) < first_device
+        with broker.subscriber(device) as late:  # retained for a Home Assistant started later
+            assert late.wait_count(device, 1)[0].retain
+        cfg = check_device_payload(sub.on(device)[0].json())
+        comps = cfg["components"]
         assert cfg["device"]["identifiers"] == [f"edge_{DEV}"]
+        assert cfg["origin"]["name"] == "edge"
         (avail,) = cfg["availability"]
         assert avail["topic"] == T.availability
         assert (avail["payload_available"], avail["payload_not_available"]) == ("online", "offline")
         assert "value_template" in avail  # maps "stopped" to "offline"
-        assert sub.on(result)[0].json()["state_topic"] == T.results
+        activity = comps["activity"]
+        assert activity["state_topic"] == T.state and activity["json_attributes_topic"] == T.state
+        assert activity["unique_id"] == f"edge_{DEV}_activity"
+        assert activity["default_entity_id"] == f"sensor.edge_{DEV}_activity"
+        assert comps["last_result"]["state_topic"] == T.results
+        assert comps["classify"]["command_topic"] == T.command("classify")
+        assert comps["model_select"]["options"] == list(pub.models)
+        assert comps["model_select"]["command_topic"] == T.command("model")
+        assert comps["snapshot"]["image_topic"] == T.snapshot
+        assert comps["label_event"]["state_topic"] == T.events
 
         sub.publish("homeassistant/status", "online")
-        sub.wait_count(activity, 2)
-        sub.wait_count(result, 2)
+        sub.wait_count(device, 2)
 
-        pub.set_mode("video")  # the still-result entity is removed with an empty config
-        sub.wait_for(lambda ms: any(m.topic == result and m.payload == b"" for m in ms))
+        pub.set_mode("video")  # still-only components are removed with entries of only "p"
+        sub.wait_count(device, 3)
+        comps = check_device_payload(sub.on(device)[-1].json())["components"]
+        assert comps["last_result"] == {"platform": "sensor"}
+        assert comps["classify"] == {"platform": "button"}
+        assert comps["activity"]["platform"] == "sensor"
 
 
 def test_unencodable_payload_is_counted_not_raised(broker, make_pub) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from edge.config import TlsConfig
 from edge.errors import ConfigError
+from edge.mqtt.discovery import device_topic
 from edge.mqtt.publisher import Publisher
 from edge.mqtt.topics import Topics
 from tests.support.broker import (  # noqa: F401
@@ -84,7 +85,7 @@ def test_tls_and_password_file_connect_and_publish(
         sub.wait_payload(DEV1.availability, "online")
         pub.publish_event({"type": "start", "label": "walking"})
         assert sub.wait_count(DEV1.events, 1)[0].json()["seq"] == 1
-        sub.wait_count(DEV1.discovery("sensor", "activity"), 1)  # ACL lets discovery through
+        sub.wait_count(device_topic(DEV1), 1)  # ACL lets discovery through
         assert pub.last_error is None and pub.rejected == 0
     _assert_not_logged(caplog, PASSWORD)
 

@@ -73,6 +73,7 @@ class Publisher:
         self.device_id = device_id
         self.topics = Topics(cfg.topic_prefix, device_id, cfg.discovery_prefix)
         self.mode: Mode = mode
+        self.models: tuple[str, ...] = ()  # offered by Home Assistant's model select
         self._model_info = model_info
         self._clock = clock
         self._outbox = ob.Outbox(Path(outbox_path), cfg.outbox_max_messages, clock=clock)
@@ -244,11 +245,19 @@ class Publisher:
             raise ValueError(f"invalid command name {command!r}")
         self._put(ob.REPLY, self.topics.reply(command), dict(payload), self._qos)
 
-    def set_mode(self, mode: Mode) -> None:
-        """Video/still switch: discovery adds or removes the still-result entity."""
+    def set_mode(self, mode: Mode, models: tuple[str, ...] | None = None) -> None:
+        """Video/still switch or new installed models: discovery adds or removes components."""
         self.mode = mode
+        if models is not None:
+            self.models = tuple(models)
         if self.connected:
             self._announce()
+
+    def publish_snapshot(self, jpeg: bytes) -> None:
+        """The latest snapshot as raw JPEG (retained, QoS 0) for Home Assistant's image entity."""
+        client = self._client
+        if client is not None:
+            client.publish(self.topics.snapshot, jpeg, qos=0, retain=True)
 
     def _put(
         self,
@@ -403,7 +412,10 @@ class Publisher:
         client = self._client
         if not self.cfg.discovery or client is None:
             return
-        for topic, payload in discovery_messages(self.topics, self.mode, sw_version=__version__):
+        messages = discovery_messages(
+            self.topics, self.mode, sw_version=__version__, models=self.models
+        )
+        for topic, payload in messages:
             client.publish(topic, encode(payload) if payload else b"", qos=1, retain=True)
 
     # ------------------------------------------------------------------ outbox

@@ -51,6 +51,11 @@ class Topics:
         return f"{self.base}/results"
 
     @property
+    def snapshot(self) -> str:
+        """The latest snapshot as raw JPEG bytes (retained), for Home Assistant's image entity."""
+        return f"{self.base}/snapshot"
+
+    @property
     def commands(self) -> str:
         """One level under ``cmd/``, so replies (``cmd/x/result``) are not matched."""
         return f"{self.base}/cmd/+"
