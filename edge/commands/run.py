@@ -69,7 +69,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.daemon import Daemon
+    from edge.app.daemon import Daemon
 
     path = args.config or find_config()
     overrides = overrides_from(args)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -113,13 +114,25 @@ class ReplyPayload(_Out):
         return self
 
 
-def _scored(items: Any) -> list[dict[str, Any]]:
+class _ScoredLike(Protocol):
+    """``edge.classifiers.base.Scored``, duck-typed: the mqtt room does not import classifiers."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def score(self) -> float: ...
+
+
+Scores = Iterable["_ScoredLike | Mapping[str, Any]"]
+
+
+def _scored(items: Scores, digits: int = 4) -> list[dict[str, Any]]:
     out = []
     for s in items:
-        if isinstance(s, dict):
-            out.append({"label": str(s["label"]), "score": round(float(s["score"]), 4)})
-        else:  # edge.classifiers.base.Scored, duck-typed: mqtt does not import classifiers
-            out.append({"label": str(s.label), "score": round(float(s.score), 4)})
+        if isinstance(s, Mapping):
+            out.append({"label": str(s["label"]), "score": round(float(s["score"]), digits)})
+        else:
+            out.append({"label": str(s.label), "score": round(float(s.score), digits)})
     return out
 
 
@@ -128,8 +141,8 @@ def state_payload(
     label: str | None,
     score: float,
     since: float | None,
-    top: Any,
-    model: dict[str, Any],
+    top: Scores,
+    model: Mapping[str, Any],
     mode: str,
     ts: float,
 ) -> dict[str, Any]:
@@ -158,7 +171,74 @@ def event_payload(
     return body
 
 
-def reply_payload(ok: bool, *, id: str | None = None, error: str | None = None, **fields: Any):
+def prediction_payload(
+    *,
+    ts: float,
+    frame_ts: float,
+    frame: int,
+    raw: Scores,
+    smoothed: Scores,
+    label: str | None,
+    inference_ms: float,
+) -> dict[str, Any]:
+    """A ``predictions`` body: the raw and the smoothed top-k of one model step."""
+    return {
+        "ts": ts,
+        "frame_ts": frame_ts,
+        "frame": frame,
+        "raw": _scored(raw, 6),
+        "smoothed": _scored(smoothed, 6),
+        "label": label,
+        "inference_ms": round(inference_ms, 3),
+    }
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def stats_payload(
+    *,
+    ts: float,
+    uptime_s: float,
+    mode: str,
+    camera_fps: float | None,
+    model_fps: float,
+    inference_p50_ms: float | None,
+    inference_p95_ms: float | None,
+    dropped_frames: int,
+    skipped_frames: int,
+    reconnects: int,
+    stalls: int,
+    outbox_depth: int,
+    outbox_dropped: int,
+    mqtt_connected: bool,
+    cpu_percent: float,
+    rss_mb: float,
+) -> dict[str, Any]:
+    """A ``stats`` body (the publisher adds ``mqtt_reconnects``)."""
+    return {
+        "ts": ts,
+        "uptime_s": round(uptime_s, 1),
+        "mode": mode,
+        "camera_fps": _round(camera_fps, 2),
+        "model_fps": round(model_fps, 2),
+        "inference_ms": {"p50": _round(inference_p50_ms, 2), "p95": _round(inference_p95_ms, 2)},
+        "dropped_frames": dropped_frames,
+        "skipped_frames": skipped_frames,
+        "reconnects": reconnects,
+        "stalls": stalls,
+        "outbox_depth": outbox_depth,
+        "outbox_dropped": outbox_dropped,
+        "mqtt_connected": mqtt_connected,
+        "cpu_percent": round(cpu_percent, 1),
+        "rss_mb": round(rss_mb, 1),
+    }
+
+
+def reply_payload(
+    ok: bool, *, id: str | None = None, error: str | None = None, **fields: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {"ok": ok, **fields}
     if error is not None:
         body["error"] = error
@@ -195,25 +275,27 @@ class CommandRejected(CommandError):
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
-class _Args(BaseModel):
+class CommandArgs(BaseModel):
+    """The base of every command's arguments: unknown keys refused, an optional ``id``."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str | None = Field(None, min_length=1, max_length=128)
 
 
-class ResetArgs(_Args):
+class ResetArgs(CommandArgs):
     """Clear the stream model's state and the smoother."""
 
 
-class SnapshotArgs(_Args):
+class SnapshotArgs(CommandArgs):
     """Save and return the latest camera frame."""
 
 
-class ClassifyArgs(_Args):
+class ClassifyArgs(CommandArgs):
     """Still mode: take a photo now and classify it."""
 
 
-class ModelArgs(_Args):
+class ModelArgs(CommandArgs):
     """Swap the model: ``name`` (catalogue) or ``path``, optionally pinned by ``sha256``."""
 
     name: str | None = Field(None, min_length=1, max_length=256)
@@ -235,7 +317,7 @@ class ModelArgs(_Args):
         return self
 
 
-COMMAND_SCHEMAS: dict[str, type[_Args]] = {
+COMMAND_SCHEMAS: dict[str, type[CommandArgs]] = {
     "reset": ResetArgs,
     "snapshot": SnapshotArgs,
     "classify": ClassifyArgs,
@@ -264,14 +346,20 @@ def _schema_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_command(name: str, payload: bytes, max_bytes: int) -> Command:
+def parse_command(
+    name: str,
+    payload: bytes,
+    max_bytes: int,
+    schemas: Mapping[str, type[CommandArgs]] = COMMAND_SCHEMAS,
+) -> Command:
     """Validate one command message; raise CommandRejected with a one-line reason otherwise.
 
-    An empty payload means "no arguments". An integer ``id`` is accepted and echoed as text.
+    ``schemas`` are the commands a device knows (the daemon's table passes its own). An
+    empty payload means "no arguments". An integer ``id`` is accepted and echoed as text.
     """
     if len(payload) > max_bytes:
         raise CommandRejected(f"payload too large: {len(payload)} bytes > {max_bytes}")
-    schema = COMMAND_SCHEMAS.get(name)
+    schema = schemas.get(name)
     obj: object
     if payload.strip():
         try:
@@ -284,7 +372,7 @@ def parse_command(name: str, payload: bytes, max_bytes: int) -> Command:
         obj = {}
     cmd_id = _raw_id(obj)
     if schema is None:
-        known = ", ".join(COMMANDS)
+        known = ", ".join(schemas)
         raise CommandRejected(f"unknown command {name!r} (known: {known})", cmd_id)
     if not isinstance(obj, dict):
         raise CommandRejected(f"payload must be a JSON object, not {type(obj).__name__}", cmd_id)

@@ -27,7 +27,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,15 @@ from edge.config import MqttConfig, TlsConfig
 from edge.errors import ConfigError
 from edge.mqtt import outbox as ob
 from edge.mqtt.discovery import Mode, discovery_messages
-from edge.mqtt.payloads import Command, CommandRejected, encode, parse_command, reply_payload
+from edge.mqtt.payloads import (
+    COMMAND_SCHEMAS,
+    Command,
+    CommandArgs,
+    CommandRejected,
+    encode,
+    parse_command,
+    reply_payload,
+)
 from edge.mqtt.topics import AVAILABLE, OFFLINE, STOPPED, Topics
 
 __all__ = ["Command", "Publisher"]
@@ -68,6 +76,7 @@ class Publisher:
         model_info: Callable[[], dict] | None = None,
         clock: Callable[[], float] = time.time,
         mode: Mode = "video",
+        commands: Mapping[str, type[CommandArgs]] = COMMAND_SCHEMAS,
     ) -> None:
         self.cfg = cfg
         self.device_id = device_id
@@ -79,6 +88,7 @@ class Publisher:
         self._outbox = ob.Outbox(Path(outbox_path), cfg.outbox_max_messages, clock=clock)
         self._qos = max(1, cfg.qos)  # durable messages need an acknowledgement
         self._commands: queue.Queue[Command] = queue.Queue(maxsize=COMMAND_QUEUE)
+        self._schemas = commands  # the commands this device knows, with their arguments
         self._has_password = bool(cfg.password_file or cfg.password_env)
 
         self.connected = False
@@ -390,7 +400,7 @@ class Publisher:
             if name is None:
                 return
             try:
-                cmd = parse_command(name, msg.payload, self.cfg.max_command_bytes)
+                cmd = parse_command(name, msg.payload, self.cfg.max_command_bytes, self._schemas)
             except CommandRejected as exc:
                 self._reject(name, str(exc), exc.id)
                 return

@@ -1,0 +1,176 @@
+"""Commands as a table: ``{name: Handler(arguments schema, function)}``.
+
+A new command is one function and one line in ``HANDLERS``. Over MQTT the publisher
+validates a message against the table's schemas and the daemon runs it with
+``execute``; any other caller (a web page) goes through ``call``, which validates the
+same way, so both get the same replies. A handler returns the reply's fields or raises
+``EdgeError`` with the one-line reason for an error reply.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+import cv2
+from pydantic import ValidationError
+
+from edge.app.pipeline import Parts
+from edge.config import ModelConfig
+from edge.errors import EdgeError
+from edge.mqtt.payloads import (
+    ClassifyArgs,
+    Command,
+    CommandArgs,
+    CommandRejected,
+    ModelArgs,
+    ResetArgs,
+    SnapshotArgs,
+    parse_command,
+    reply_payload,
+)
+
+if TYPE_CHECKING:
+    from edge.app.pipeline import Pipeline
+    from edge.app.reporter import Reporter
+    from edge.config import Config
+
+log = logging.getLogger("edge.commands")
+
+A = TypeVar("A", bound=CommandArgs)
+Reply = dict[str, Any]
+
+
+class App(Protocol):
+    """What a command may touch: the running config, pipeline and reporter."""
+
+    @property
+    def cfg(self) -> Config: ...
+    @property
+    def pipeline(self) -> Pipeline: ...
+    @property
+    def reporter(self) -> Reporter: ...
+
+    def build(self, cfg: Config, parts: Parts, *, request: bool = False) -> Pipeline:
+        """A pipeline for ``cfg`` from ``parts`` plus whatever they lack (not started)."""
+        ...
+
+    def swap(self, pipeline: Pipeline, cfg: Config) -> None:
+        """Run ``pipeline`` (built for ``cfg``) instead of the current one, and keep it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Handler(Generic[A]):
+    args: type[A]
+    run: Callable[[App, A], Reply]
+
+
+# ---------------------------------------------------------------------------- handlers
+
+
+def reset(app: App, args: ResetArgs) -> Reply:
+    app.pipeline.reset()
+    return {"reset": True}
+
+
+def snapshot(app: App, args: SnapshotArgs) -> Reply:
+    frame = app.pipeline.snapshot()
+    if frame is None:
+        raise EdgeError("no frame captured yet")
+    ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    if not ok:
+        raise EdgeError("could not encode the snapshot")
+    data = jpeg.tobytes()
+    snap_dir = app.cfg.state_dir / "snapshots"
+    snap_dir.mkdir(parents=True, exist_ok=True)
+    path = snap_dir / "latest.jpg"
+    path.write_bytes(data)
+    h, w = frame.image.shape[:2]
+    return {
+        "path": str(path),
+        "width": w,
+        "height": h,
+        "frame_ts": frame.wall_time,
+        "jpeg_base64": base64.b64encode(data).decode("ascii"),
+    }
+
+
+def classify(app: App, args: ClassifyArgs) -> Reply:
+    return {"result": app.pipeline.classify("command")}
+
+
+def model(app: App, args: ModelArgs) -> Reply:
+    """Load the requested model beside the running one; swap only if it loads and runs."""
+    cfg = app.cfg
+    mode = args.mode or cfg.mode
+    fields: dict[str, Any] = {"name": args.name} if args.name else {"path": args.path}
+    if args.path and not Path(args.path).is_absolute():
+        # Kept as an absolute path, so the swap still resolves after a restart.
+        fields["path"] = str(cfg.resolved_models_dir / args.path)
+    if args.sha256:
+        fields["sha256"] = args.sha256
+    base = cfg.model.model_dump(exclude={"name", "path", "sha256", "labels"})
+    try:
+        model_cfg = ModelConfig(**base, **fields)
+    except ValueError as exc:
+        raise EdgeError(f"invalid model request: {exc}") from None
+    key = "model" if mode == "video" else "still_models"
+    value: ModelConfig | list[ModelConfig] = model_cfg if mode == "video" else [model_cfg]
+    new_cfg = cfg.model_copy(update={"mode": mode, key: value})
+    source = app.pipeline.parts().source
+    pipeline = app.build(new_cfg, Parts(source=source), request=True)
+    app.swap(pipeline, new_cfg)
+    info = pipeline.model_info()
+    log.info("model swapped to %s (%s mode)", info.name, mode)
+    return {"model": info._asdict(), "mode": mode}
+
+
+HANDLERS: dict[str, Handler[Any]] = {
+    "reset": Handler(ResetArgs, reset),
+    "snapshot": Handler(SnapshotArgs, snapshot),
+    "classify": Handler(ClassifyArgs, classify),
+    "model": Handler(ModelArgs, model),
+}
+
+SCHEMAS: dict[str, type[CommandArgs]] = {name: h.args for name, h in HANDLERS.items()}
+"""What the publisher validates incoming commands against."""
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def execute(app: App, cmd: Command) -> Reply:
+    """Run a validated command; the reply, ok or not. Never raises for a bad request."""
+    handler = HANDLERS.get(cmd.name)
+    try:
+        if handler is None:
+            raise EdgeError(f"unknown command {cmd.name!r}")
+        try:
+            args = handler.args.model_validate(cmd.args)
+        except ValidationError as exc:
+            raise EdgeError(f"{cmd.name}: {exc.errors(include_url=False)[0]['msg']}") from None
+        reply = reply_payload(True, id=cmd.id, **handler.run(app, args))
+    except EdgeError as exc:
+        log.info("command %s refused: %s", cmd.name, exc)
+        return reply_payload(False, id=cmd.id, error=str(exc))
+    except Exception as exc:  # a bug or the disk: say so, keep running
+        log.exception("command %s failed", cmd.name)
+        error = f"internal error: {exc.__class__.__name__}: {exc}"
+        return reply_payload(False, id=cmd.id, error=error)
+    log.info("command %s accepted", cmd.name)
+    return reply
+
+
+def call(app: App, name: str, payload: bytes, max_bytes: int = 4096) -> Reply:
+    """Validate a raw command (JSON bytes) as MQTT does, then run it: for callers besides MQTT."""
+    try:
+        cmd = parse_command(name, payload, max_bytes, SCHEMAS)
+    except CommandRejected as exc:
+        log.info("command %s refused: %s", name, exc)
+        return reply_payload(False, id=exc.id, error=str(exc))
+    return execute(app, cmd)

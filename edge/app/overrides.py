@@ -1,0 +1,74 @@
+"""The kept model swap: ``model-override.json`` in the state directory.
+
+A model swapped in over MQTT outlives restarts and reloads until the config file's own
+model settings change; then the file, the operator's newer word, wins. The file records
+the file's model settings at the time of the swap to tell the two cases apart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from edge.config import Config, ModelConfig
+
+log = logging.getLogger("edge.overrides")
+
+OVERRIDE_FILE = "model-override.json"
+
+
+def path_for(cfg: Config) -> Path:
+    return cfg.state_dir / OVERRIDE_FILE
+
+
+def model_fields(cfg: Config) -> dict[str, Any]:
+    return {
+        "mode": cfg.mode,
+        "model": cfg.model.model_dump(mode="json"),
+        "still_models": [m.model_dump(mode="json") for m in cfg.still_models],
+    }
+
+
+def save(cfg: Config, file_cfg: Config) -> None:
+    """Keep ``cfg``'s model settings, swapped in over ``file_cfg`` (the config as loaded)."""
+    path = path_for(cfg)
+    data = {"file": model_fields(file_cfg), **model_fields(cfg)}
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("%s: cannot keep the model swap across restarts: %s", path, exc)
+
+
+def apply(cfg: Config) -> Config:
+    """``cfg`` with a kept swap applied, or ``cfg`` itself when there is none (or it is stale)."""
+    path = path_for(cfg)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return cfg
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable, ignored: %s", path, exc)
+        return cfg
+    if not isinstance(data, dict):
+        log.warning("%s: invalid, ignored: not a JSON object", path)
+        return cfg
+    if data.get("file") != model_fields(cfg):
+        log.info("the config's model settings changed since the last swap; using them")
+        path.unlink(missing_ok=True)
+        return cfg
+    try:
+        return cfg.model_copy(
+            update={
+                "mode": data["mode"],
+                "model": ModelConfig(**data["model"]),
+                "still_models": [ModelConfig(**m) for m in data["still_models"]],
+            }
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("%s: invalid, ignored: %s", path, exc)
+        return cfg

@@ -1,0 +1,199 @@
+"""The pipelines and the command table in-process, without a broker: real models, clips, files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from edge.app import commands
+from edge.app.daemon import Daemon
+from edge.app.pipeline import LastFrame, ModelInfo, Parts
+from edge.app.reporter import Message, Reporter
+from edge.app.still import StillPipeline
+from edge.app.video import VideoPipeline
+from edge.config import parse_config
+from edge.errors import EdgeError
+from tests.conftest import A0, CV_FRUITS, IMAGES, K600_LABELS, VIDEOS, require
+
+CLIP = VIDEOS / "carving_ice.mp4"
+
+
+class Heard:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def __call__(self, message: Message) -> None:
+        self.messages.append(message)
+
+    def of(self, kind: str) -> list[dict]:
+        return [m.payload for m in self.messages if m.kind == kind]
+
+
+def video_config(tmp_path: Path, **extra):
+    return parse_config(
+        {
+            "state_dir": str(tmp_path / "state"),
+            "models_dir": str(tmp_path / "models"),
+            "source": {"kind": "opencv", "uri": str(CLIP), "realtime": False},
+            "model": {"path": str(A0), "labels": str(K600_LABELS), "fps": 5},
+            "smoother": {"tau_s": 0.6, "consecutive": 2, "min_dwell_s": 0.5},
+            "mqtt": {"enabled": False},
+            **extra,
+        }
+    )
+
+
+def still_config(tmp_path: Path, **extra):
+    return parse_config(
+        {
+            "mode": "still",
+            "state_dir": str(tmp_path / "state"),
+            "models_dir": str(tmp_path / "models"),
+            "source": {"kind": "command", "command": f"cp {IMAGES / 'fruit_apple.jpg'} {{path}}"},
+            "still_models": [{"path": str(CV_FRUITS)}],
+            "mqtt": {"enabled": False},
+            **extra,
+        }
+    )
+
+
+def tick_until(pipeline, condition, what: str, limit: int = 2000) -> None:
+    for _ in range(limit):
+        if condition():
+            return
+        assert pipeline.tick(), f"the source ended before {what}"
+    raise AssertionError(f"no {what} after {limit} ticks")
+
+
+def test_video_pipeline_labels_a_clip_and_resets(tmp_path: Path) -> None:
+    require(A0, K600_LABELS, CLIP)
+    cfg = video_config(tmp_path)
+    reporter = Reporter("video", ModelInfo(None, None))
+    heard = Heard()
+    reporter.subscribe(heard)
+    pipeline = VideoPipeline.build(
+        cfg, reporter, Parts(), last=LastFrame(), cancel=threading.Event()
+    )
+    pipeline.start()
+    try:
+        tick_until(pipeline, lambda: reporter.label == "carving ice", "label")
+        start = [e for e in heard.of("event") if e["type"] == "start"]
+        assert [e["label"] for e in start] == ["carving ice"]
+        assert heard.of("state")[-1]["model"]["name"] == A0.stem
+        stats = pipeline.stats()
+        assert stats.model_fps > 0 and stats.inference_p50_ms and stats.inference_p50_ms > 0
+        frame = pipeline.snapshot()
+        assert frame is not None and frame.image.ndim == 3
+        assert pipeline.alive()
+        with pytest.raises(EdgeError, match="still mode"):
+            pipeline.classify("command")
+
+        pipeline.reset()  # the next step ends the label, as cmd/reset does
+        tick_until(
+            pipeline,
+            lambda: any(e["type"] == "end" for e in heard.of("event")),
+            "end event after reset",
+        )
+        (end,) = [e for e in heard.of("event") if e["type"] == "end"]
+        assert end["label"] == "carving ice"
+    finally:
+        pipeline.stop()
+
+
+def test_a_rebuild_keeps_the_parts_the_new_config_leaves_alone(tmp_path: Path) -> None:
+    require(A0, K600_LABELS, CLIP)
+    old = video_config(tmp_path)
+    reporter = Reporter("video", ModelInfo(None, None))
+    last, cancel = LastFrame(), threading.Event()
+    first = VideoPipeline.build(old, reporter, Parts(), last=last, cancel=cancel)
+    first.start()
+    try:
+        new = old.model_copy(update={"smoother": old.smoother.model_copy(update={"tau_s": 1.0})})
+        kept = first.kept(old, new)
+        assert kept.stream is first.classifier and kept.smoother is None
+        assert kept.source is not None and kept.source.capture is first.capture
+        second = VideoPipeline.build(new, reporter, kept, last=last, cancel=cancel)
+        assert second.capture is first.capture and second.smoother is not first.smoother
+        first.stop(keep=second.parts())
+        second.start()  # the capture taken over is running already: not started twice
+        tick_until(second, lambda: last.frame is not None and second.alive(), "a frame")
+    finally:
+        first.capture.stop()
+
+
+def test_still_pipeline_photo_command_and_watched_folder(tmp_path: Path) -> None:
+    require(CV_FRUITS / "model.tflite", IMAGES / "fruit_apple.jpg", IMAGES / "fruit_banana.jpg")
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    cfg = still_config(tmp_path, still={"watch_dir": str(watch), "watch_poll_s": 0.05})
+    reporter = Reporter("still", ModelInfo(None, None))
+    heard = Heard()
+    reporter.subscribe(heard)
+    pipeline = StillPipeline.build(
+        cfg, reporter, Parts(), last=LastFrame(), cancel=threading.Event()
+    )
+    pipeline.start()
+    try:
+        assert reporter.ready and heard.of("state")[-1]["mode"] == "still"
+        assert pipeline.alive()  # a photo command needs no stream of frames
+        message = pipeline.classify("command")
+        assert heard.of("result") == [message]
+        assert message["results"][0]["label"] == "Apple"
+        assert message["image"]["source"] == "command"
+        assert Path(message["image"]["path"]).is_file()
+
+        shutil.copy(IMAGES / "fruit_banana.jpg", tmp_path / "banana.tmp")
+        (tmp_path / "banana.tmp").rename(watch / "banana.jpg")
+        tick_until(pipeline, lambda: len(heard.of("result")) == 2, "the watched file's result")
+        second = heard.of("result")[1]
+        assert second["image"]["source"] == "watch"
+        assert second["results"][0]["label"] == "Banana"
+        assert pipeline.model_info().name == CV_FRUITS.name
+    finally:
+        pipeline.stop()
+
+
+def test_commands_run_in_process_with_the_same_validation_and_replies(tmp_path: Path) -> None:
+    """The path a web page takes: raw JSON in, the reply MQTT would send out."""
+    require(A0, K600_LABELS, CLIP, CV_FRUITS / "model.tflite")
+    shutil.copytree(CV_FRUITS, tmp_path / "models" / "fruits")
+    daemon = Daemon(video_config(tmp_path))
+    heard = Heard()
+    daemon.reporter.subscribe(heard)
+    daemon.start()
+    try:
+        while daemon.reporter.label != "carving ice":
+            daemon.tick()
+        assert commands.call(daemon, "reset", b'{"id": "r1"}') == {
+            "ok": True,
+            "reset": True,
+            "id": "r1",
+        }
+        bad = commands.call(daemon, "reset", b"{not json")
+        assert bad["ok"] is False and "JSON" in bad["error"]
+        unknown = commands.call(daemon, "dance", b"{}")
+        assert unknown["ok"] is False and "reset" in unknown["error"]
+        extra = commands.call(daemon, "snapshot", b'{"pad": 1}')
+        assert extra["ok"] is False and "pad" in extra["error"]
+        refused = commands.call(daemon, "classify", b"{}")
+        assert refused == {"ok": False, "error": refused["error"]} and "still" in refused["error"]
+        snap = commands.call(daemon, "snapshot", b"{}")
+        assert snap["ok"] is True and Path(snap["path"]).is_file()
+
+        swapped = commands.call(
+            daemon, "model", json.dumps({"path": "fruits", "mode": "still"}).encode()
+        )
+        assert swapped["ok"] is True and swapped["mode"] == "still", swapped
+        assert isinstance(daemon.pipeline, StillPipeline)
+        assert heard.of("state")[-1]["mode"] == "still"
+        assert heard.of("state")[-1]["model"]["name"] == "fruits"
+        photo = commands.call(daemon, "classify", b"{}")
+        # The clip's capture was kept: the photo is its latest frame.
+        assert photo["ok"] is True and photo["result"]["image"]["source"] == "command"
+        assert heard.of("result")[-1] == photo["result"]
+    finally:
+        daemon.shutdown()
