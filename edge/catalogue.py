@@ -82,8 +82,8 @@ class CatalogueEntry:
     @property
     def size(self) -> int | None:
         """Total download size, when every file's size is known."""
-        sizes = [f.size for f in self.files]
-        return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[misc]
+        sizes = [f.size for f in self.files if f.size is not None]
+        return sum(sizes) if len(sizes) == len(self.files) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,7 +162,7 @@ def run_live(
         "steps": len(steady),
         "latency_ms": {"p50": lat50, "p95": _percentile(lat, 95)},
         "inference_ms": {"p50": inf50, "p95": _percentile(inf, 95)},
-        "latency_over_inference_ms": None if lat50 is None else lat50 - inf50,
+        "latency_over_inference_ms": None if lat50 is None or inf50 is None else lat50 - inf50,
         "target_latency_ms": None if inf50 is None else inf50 + 3.0,
         "rss_mb": {
             "steady_median": statistics.median(after) if after else None,

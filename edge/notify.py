@@ -9,18 +9,19 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Mapping
 
 
 class Notifier:
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        env = os.environ if env is None else env
-        address = env.get("NOTIFY_SOCKET", "")
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        environ: Mapping[str, str] = os.environ if env is None else env
+        address = environ.get("NOTIFY_SOCKET", "")
         if address.startswith("@"):  # abstract namespace
             address = "\0" + address[1:]
         self._address = address or None
         self._sock: socket.socket | None = None
-        usec = env.get("WATCHDOG_USEC", "")
-        pid = env.get("WATCHDOG_PID", "")
+        usec = environ.get("WATCHDOG_USEC", "")
+        pid = environ.get("WATCHDOG_PID", "")
         watched = usec.isdigit() and (not pid or pid == str(os.getpid()))
         self.watchdog_s: float | None = int(usec) / 1e6 if watched else None
 

@@ -56,4 +56,6 @@ class Pacer:
 
 def takes_every_frame(model_fps: float, source_fps: float | None) -> bool:
     """True when the model rate is at or above the source rate (every frame is a step)."""
-    return bool(source_fps) and model_fps >= float(source_fps) * 0.999
+    if not source_fps:
+        return False
+    return model_fps >= source_fps * 0.999

@@ -66,8 +66,9 @@ class Preprocessor:
             self._mul = (hi - lo) / 255.0 / spec.scale
             self._add = lo / spec.scale + spec.zero_point
         self._scratch = np.empty((spec.height, spec.width, 3), np.float32)
-        info = None if self._float_out else np.iinfo(dtype)
-        self._clip = None if info is None else (info.min, info.max)
+        info = None if self._float_out else np.iinfo(dtype.name)
+        # Quantised inputs are clipped to their integer range; float inputs are not clipped.
+        self._clip: tuple[int, int] = (0, 0) if info is None else (int(info.min), int(info.max))
 
     def __call__(self, bgr: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Fill ``out`` (shape H x W x 3, the input's dtype, may be a view of the tensor)."""

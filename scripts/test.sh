@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Set up what the tests need (scripts/setup.sh --test), then run the linter and the test suite.
+# Set up what the tests need (scripts/setup.sh --test), then run the linter, the type checker
+# (mypy over edge/, configured in pyproject.toml) and the test suite.
 #   scripts/test.sh [pytest options]
 # Set EDGE_MODEL_MIRROR=DIR to take the models from a local mirror instead of downloading them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 .venv/bin/ruff check .
+.venv/bin/python -m mypy
 exec .venv/bin/python -m pytest "$@"

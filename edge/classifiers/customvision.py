@@ -32,7 +32,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from edge.errors import ModelError
 from edge.runtime import file_sha256
@@ -214,13 +214,13 @@ def read_export(
     root = Path(folder)
     if not root.is_dir():
         raise ModelError(f"{root}: not a Custom Vision export folder")
-    manifest_path: Path | None = root / MANIFEST_NAME
+    manifest_file = root / MANIFEST_NAME
     manifest: dict[str, Any] = {}
-    if manifest_path.is_file():
-        manifest = _read_json(manifest_path, "cvexport.manifest")
-        _check_manifest(manifest, manifest_path)
-    else:
-        manifest_path = None
+    manifest_path: Path | None = None
+    if manifest_file.is_file():
+        manifest_path = manifest_file
+        manifest = _read_json(manifest_file, "cvexport.manifest")
+        _check_manifest(manifest, manifest_file)
     where = manifest_path or root
     model_path = _member(
         root,
@@ -357,7 +357,7 @@ class _Renamer:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> Literal[False]:
         if isinstance(exc, ModelError):
             msg = str(exc)
             for old, new in self.pairs:

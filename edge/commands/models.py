@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from edge import catalogue as cat
 from edge.errors import ConfigError, ModelError
@@ -83,7 +84,7 @@ def _dir_size(directory: Path) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     models_dir = _models_dir(args)
-    rows = []
+    rows: list[dict[str, Any]] = []
     catalogue = cat.load_catalogue()
     for entry in catalogue.values():
         installed = cat.is_installed(entry, models_dir)

@@ -17,7 +17,7 @@ import queue
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,7 +123,7 @@ class VideoFile:
 
     def _walk(
         self, select: Select | None, loops: int
-    ) -> Iterator[tuple[cv2.VideoCapture, float, int, int]]:
+    ) -> Generator[tuple[cv2.VideoCapture, float, int, int], None, None]:
         """Grab every frame in order; yields (capture, timestamp, seq, epoch) for selected ones.
 
         The capture's ``retrieve()`` is left to the consumer, and is only valid until the
@@ -172,7 +172,7 @@ class VideoFile:
         *,
         depth: int = 3,
         loops: int = 1,
-    ) -> Iterator[Prepared]:
+    ) -> Generator[Prepared, None, None]:
         """Decode and ``prepare(bgr, out)`` on a background thread, ``depth`` frames ahead.
 
         ``out`` is one of ``depth + 2`` buffers of ``shape``/``dtype`` allocated here once;
