@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from edge.config import merge as deep_merge
+from edge.mqtt.payloads import ResultPayload
 from tests.conftest import (
     A0,
     BERLIN_INT8,
@@ -432,6 +433,10 @@ def test_still_mode_command_camera_watch_folder_results_and_history(broker, daem
         reply = sub.wait_count(f"{BASE}/cmd/classify/result", 1, timeout=60)[0].json()
         assert reply["ok"] is True and reply["id"] == "c1", reply
         first = sub.wait_count(f"{BASE}/results", 1, timeout=30)[0].json()
+        # The published schema describes the message a real still-mode run sends.
+        checked = ResultPayload.model_validate(first)
+        assert checked.results[0].label == "Apple" and checked.image.source == "command"
+        assert checked.history_id >= 1 and checked.image.path is not None
         fruits, imagenet = first["results"]
         assert fruits["top"][0]["label"] == "Apple" and fruits["label"] == "Apple"
         assert imagenet["model"]["name"] != fruits["model"]["name"]
@@ -441,6 +446,7 @@ def test_still_mode_command_camera_watch_folder_results_and_history(broker, daem
         staged.write_bytes((IMAGES / "fruit_banana.jpg").read_bytes())
         staged.rename(watch / "banana.jpg")  # moved in: complete at once
         second = sub.wait_count(f"{BASE}/results", 2, timeout=60)[1].json()
+        assert ResultPayload.model_validate(second).image.source == "watch"
         assert second["image"]["source"] == "watch"
         assert second["results"][0]["label"] == "Banana"
         assert second["seq"] == first["seq"] + 1

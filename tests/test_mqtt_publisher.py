@@ -145,7 +145,23 @@ def test_message_schemas_retain_and_qos(broker, make_pub) -> None:
             event_payload("start", ts=101.0, label="walking", score=0.81, since=100.0)
         )
         pub.publish_event(event_payload("end", ts=109.0, label="walking"))
-        pub.publish_result({"label": "apple", "score": 0.9, "top": top, "source": "img.jpg"})
+        pub.publish_result(
+            {
+                "ts": 101.5,
+                "time": "1970-01-01T00:01:41.500Z",
+                "history_id": 1,
+                "image": {
+                    "path": None,
+                    "sha256": "0" * 64,
+                    "width": 4,
+                    "height": 3,
+                    "source": "watch",
+                },
+                "results": [
+                    {"model": MODEL, "top": top, "label": "apple", "inference_ms": 2.0},
+                ],
+            }
+        )
         pub.publish_stats(
             {
                 "uptime_s": 5.0,
@@ -179,7 +195,7 @@ def test_message_schemas_retain_and_qos(broker, make_pub) -> None:
     assert [(e.type, e.seq) for e in events] == [("start", 1), ("end", 2)]
     assert all(m.qos == 1 and not m.retain for m in sub.on(T.events))
     r = ResultPayload.model_validate(sub.on(T.results)[0].json())
-    assert (r.label, r.seq) == ("apple", 1)
+    assert (r.results[0].label, r.seq) == ("apple", 1)
     stats = StatsPayload.model_validate(sub.on(T.stats)[0].json())
     assert stats.mqtt_reconnects == 0 and stats.outbox_depth >= 0
     assert sub.on(T.stats)[0].qos == 0

@@ -17,6 +17,7 @@ from edge.app.still import StillPipeline
 from edge.app.video import VideoPipeline
 from edge.config import parse_config
 from edge.errors import EdgeError
+from edge.mqtt.payloads import ResultPayload
 from tests.conftest import A0, CV_FRUITS, IMAGES, K600_LABELS, VIDEOS, require
 
 CLIP = VIDEOS / "carving_ice.mp4"
@@ -142,9 +143,9 @@ def test_still_pipeline_photo_command_and_watched_folder(tmp_path: Path) -> None
         assert pipeline.alive()  # a photo command needs no stream of frames
         message = pipeline.classify("command")
         assert heard.of("result") == [message]
-        assert message["results"][0]["label"] == "Apple"
-        assert message["image"]["source"] == "command"
-        assert Path(message["image"]["path"]).is_file()
+        result = ResultPayload.model_validate({**message, "seq": 1})
+        assert result.results[0].label == "Apple" and result.image.source == "command"
+        assert result.image.path and Path(result.image.path).is_file()
 
         shutil.copy(IMAGES / "fruit_banana.jpg", tmp_path / "banana.tmp")
         (tmp_path / "banana.tmp").rename(watch / "banana.jpg")

@@ -69,14 +69,36 @@ class PredictionPayload(_Out):
     label: str | None = None
 
 
+class StillImage(BaseModel):
+    """The photo or file a still result is about."""
+
+    path: str | None  # None when the device keeps no images (``still.keep_images: none``)
+    sha256: str
+    width: int
+    height: int
+    source: str  # schedule, command, watch, file
+
+
+class StillModelResult(BaseModel):
+    """One still model's answer on the image."""
+
+    model: ModelRef
+    top: list[ScoredOut]
+    label: str | None  # the model's decision: top-1 above its threshold, else None
+    threshold: float | None = None
+    activation: str | None = None
+    inference_ms: float
+
+
 class ResultPayload(_Out):
-    """``results`` (QoS 1, durable): one still-image classification."""
+    """``results`` (QoS 1, durable): one image, every still model's answer on it."""
 
     ts: float
     seq: int = Field(ge=1)
-    label: str | None
-    score: float | None = None
-    top: list[ScoredOut] = Field(default_factory=list)
+    time: str  # ``ts`` as ISO 8601 UTC
+    history_id: int  # the row in the device's history database
+    image: StillImage
+    results: list[StillModelResult] = Field(min_length=1)
 
 
 class InferenceMs(BaseModel):
