@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import threading
 from pathlib import Path
@@ -18,7 +19,16 @@ from edge.app.video import VideoPipeline
 from edge.config import parse_config
 from edge.errors import EdgeError
 from edge.mqtt.payloads import ResultPayload
-from tests.conftest import A0, CV_FRUITS, IMAGES, K600_LABELS, VIDEOS, require
+from tests.conftest import (
+    A0,
+    BERLIN_INT8,
+    BERLIN_LABELS,
+    CV_FRUITS,
+    IMAGES,
+    K600_LABELS,
+    VIDEOS,
+    require,
+)
 
 CLIP = VIDEOS / "carving_ice.mp4"
 
@@ -158,17 +168,33 @@ def test_still_pipeline_photo_command_and_watched_folder(tmp_path: Path) -> None
         pipeline.stop()
 
 
-def test_commands_run_in_process_with_the_same_validation_and_replies(tmp_path: Path) -> None:
-    """The path a web page takes: raw JSON in, the reply MQTT would send out."""
-    require(A0, K600_LABELS, CLIP, CV_FRUITS / "model.tflite")
-    shutil.copytree(CV_FRUITS, tmp_path / "models" / "fruits")
-    daemon = Daemon(video_config(tmp_path))
+def running(cfg) -> tuple[Daemon, Heard]:
+    daemon = Daemon(cfg)
     heard = Heard()
     daemon.reporter.subscribe(heard)
     daemon.start()
+    return daemon, heard
+
+
+def until_label(daemon: Daemon, label: str, limit: int = 2000) -> None:
+    for _ in range(limit):
+        if daemon.reporter.label == label:
+            return
+        daemon.tick()
+        assert not daemon.stopping.is_set(), f"the clip ended before the label {label!r}"
+    raise AssertionError(f"no label {label!r} after {limit} ticks")
+
+
+def test_commands_run_in_process_with_the_same_validation_and_replies(
+    tmp_path: Path, caplog
+) -> None:
+    """The path a web page takes: raw JSON in, the reply MQTT would send out."""
+    require(A0, K600_LABELS, CLIP, CV_FRUITS / "model.tflite")
+    shutil.copytree(CV_FRUITS, tmp_path / "models" / "fruits")
+    caplog.set_level(logging.INFO, logger="edge.commands")
+    daemon, heard = running(video_config(tmp_path))
     try:
-        while daemon.reporter.label != "carving ice":
-            daemon.tick()
+        until_label(daemon, "carving ice")
         assert commands.call(daemon, "reset", b'{"id": "r1"}') == {
             "ok": True,
             "reset": True,
@@ -198,3 +224,59 @@ def test_commands_run_in_process_with_the_same_validation_and_replies(tmp_path: 
         assert heard.of("result")[-1] == photo["result"]
     finally:
         daemon.shutdown()
+    # Every command and its outcome is in the log, refusals with their reason.
+    logged = [r.getMessage() for r in caplog.records if r.name == "edge.commands"]
+    assert "command reset accepted" in logged
+    assert "command model accepted" in logged and "command snapshot accepted" in logged
+    assert any(m.startswith("command reset refused: invalid JSON") for m in logged)
+    assert any(m.startswith("command dance refused: unknown command") for m in logged)
+    assert f"command classify refused: {refused['error']}" in logged
+    assert all(r.levelno == logging.INFO for r in caplog.records if r.name == "edge.commands")
+
+
+def test_a_model_swap_ends_the_label_is_kept_and_can_be_cleared(tmp_path: Path, caplog) -> None:
+    require(A0, K600_LABELS, CLIP, BERLIN_INT8, BERLIN_LABELS)
+    cattle = tmp_path / "models" / "cattle"
+    cattle.mkdir(parents=True)
+    shutil.copy(BERLIN_INT8, cattle / "model.tflite")
+    shutil.copy(BERLIN_LABELS, cattle / "labels.txt")
+    cfg = video_config(tmp_path)
+    daemon, heard = running(cfg)
+    try:
+        until_label(daemon, "carving ice")
+        held_since = heard.of("state")[-1]["since"]
+        n_events = len(heard.of("event"))
+        swapped = commands.call(daemon, "model", b'{"path": "cattle/model.tflite"}')
+        assert swapped["ok"] is True and swapped["model"]["name"] == "cattle", swapped
+        # Like a reset: the label held ends, and "none" starts at the swap.
+        (end,) = heard.of("event")[n_events:]
+        assert (end["type"], end["label"], end["reason"]) == ("end", "carving ice", "model swap")
+        state = heard.of("state")[-1]
+        assert state["label"] is None and state["model"]["name"] == "cattle"
+        assert state["since"] > held_since and state["since"] == end["ts"]
+    finally:
+        daemon.shutdown()
+
+    # A restart keeps the swap, and says so and how to clear it.
+    caplog.set_level(logging.INFO, logger="edge.overrides")
+    daemon, heard = running(cfg)
+    try:
+        assert daemon.pipeline.model_info().name == "cattle"
+        (note,) = [r.getMessage() for r in caplog.records if r.name == "edge.overrides"]
+        assert "model-override.json" in note and "in force" in note
+        assert '{"clear": true}' in note and "cattle" in note
+        refused = commands.call(daemon, "model", b'{"clear": true, "name": "x"}')
+        assert refused["ok"] is False and "clear" in refused["error"]
+        cleared = commands.call(daemon, "model", b'{"clear": true, "id": "c"}')
+        assert cleared["ok"] is True and cleared["cleared"] is True and cleared["id"] == "c"
+        assert cleared["model"]["name"] == A0.stem and cleared["mode"] == "video"
+        assert heard.of("state")[-1]["model"]["name"] == A0.stem
+        assert not (tmp_path / "state" / "model-override.json").exists()
+    finally:
+        daemon.shutdown()
+    daemon, _ = running(cfg)  # and a restart after clearing runs the file's model
+    try:
+        assert daemon.pipeline.model_info().name == A0.stem
+    finally:
+        daemon.shutdown()
+

@@ -54,6 +54,10 @@ class App(Protocol):
     def pipeline(self) -> Pipeline: ...
     @property
     def reporter(self) -> Reporter: ...
+    @property
+    def file_cfg(self) -> Config:
+        """The config as loaded from the file, before a kept model swap."""
+        ...
 
     def build(self, cfg: Config, parts: Parts, *, request: bool = False) -> Pipeline:
         """A pipeline for ``cfg`` from ``parts`` plus whatever they lack (not started)."""
@@ -107,6 +111,13 @@ def classify(app: App, args: ClassifyArgs) -> Reply:
 def model(app: App, args: ModelArgs) -> Reply:
     """Load the requested model beside the running one; swap only if it loads and runs."""
     cfg = app.cfg
+    source = app.pipeline.parts().source
+    if args.clear:  # the file's own model, on the same source (a swap changes no source)
+        pipeline = app.build(app.file_cfg, Parts(source=source))
+        app.swap(pipeline, app.file_cfg)
+        info = pipeline.model_info()
+        log.info("model swap cleared: back to %s (%s mode)", info.name, app.file_cfg.mode)
+        return {"model": info._asdict(), "mode": app.file_cfg.mode, "cleared": True}
     mode = args.mode or cfg.mode
     fields: dict[str, Any] = {"name": args.name} if args.name else {"path": args.path}
     if args.path and not Path(args.path).is_absolute():
@@ -122,7 +133,6 @@ def model(app: App, args: ModelArgs) -> Reply:
     key = "model" if mode == "video" else "still_models"
     value: ModelConfig | list[ModelConfig] = model_cfg if mode == "video" else [model_cfg]
     new_cfg = cfg.model_copy(update={"mode": mode, key: value})
-    source = app.pipeline.parts().source
     pipeline = app.build(new_cfg, Parts(source=source), request=True)
     app.swap(pipeline, new_cfg)
     info = pipeline.model_info()

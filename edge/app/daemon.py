@@ -12,7 +12,6 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,13 @@ from edge import __version__
 from edge.app import commands, overrides
 from edge.app.pipeline import Builder, LastFrame, Mode, ModelInfo, Parts, Pipeline
 from edge.app.reporter import Reporter
+from edge.app.status import Figures, status_line
 from edge.app.still import StillPipeline
 from edge.app.video import VideoPipeline
 from edge.config import Config, load_config
 from edge.errors import EdgeError
-from edge.mqtt.payloads import stats_payload
 from edge.mqtt.publisher import Publisher
 from edge.notify import Notifier
-from edge.stats import CpuMeter, rss_bytes
 
 log = logging.getLogger("edge.daemon")
 
@@ -45,8 +43,7 @@ class Daemon:
         self.notifier = Notifier()
         self.stopping = threading.Event()
         self._reload = threading.Event()
-        self.started = time.monotonic()
-        self.cpu = CpuMeter()
+        self.figures = Figures()
         self.reporter = Reporter(cfg.mode, ModelInfo(None, None))
         self.last = LastFrame()  # outlives pipelines: a swap is no camera stall
         self.publisher: Publisher | None = None
@@ -160,28 +157,11 @@ class Daemon:
             self.reporter.stats(stats)
 
     def stats(self) -> dict[str, Any]:
-        pub = self.publisher
-        return stats_payload(
-            **asdict(self.pipeline.stats()),
-            ts=time.time(),
-            uptime_s=time.monotonic() - self.started,
-            mode=self.cfg.mode,
-            outbox_depth=pub.outbox_depth if pub else 0,
-            outbox_dropped=pub.dropped if pub else 0,
-            mqtt_connected=bool(pub and pub.connected),
-            cpu_percent=self.cpu.percent(),
-            rss_mb=rss_bytes() / 2**20,
-        )
+        return self.figures.stats(self.cfg.mode, self.pipeline.stats(), self.publisher)
 
     def _status_line(self, stats: dict[str, Any] | None = None) -> str:
-        label = self.reporter.label or "-"
-        if stats is None:
-            return f"{self.cfg.mode}: {self.pipeline.model_info().name}, label {label}"
-        return (
-            f"{self.cfg.mode}: label {label}, {stats['model_fps']} steps/s, "
-            f"infer p50 {stats['inference_ms']['p50']} ms, outbox {stats['outbox_depth']}, "
-            f"mqtt {'up' if stats['mqtt_connected'] else 'down'}"
-        )
+        model = self.pipeline.model_info().name
+        return status_line(self.cfg.mode, model, self.reporter.label, stats)
 
     # ------------------------------------------------------------------ swap and reload
     def _switch(self, pipeline: Pipeline) -> None:
@@ -198,8 +178,7 @@ class Daemon:
         overrides.save(cfg, self.file_cfg)
         if mode_changed and self.publisher is not None:
             self.publisher.set_mode(cfg.mode)
-        self.reporter.forget_label()
-        self.reporter.state(time.time())
+        self.reporter.end_label("model swap")
 
     def reload(self) -> None:
         """SIGHUP: apply a new config; an invalid one keeps the running config and says why."""

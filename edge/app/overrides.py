@@ -33,8 +33,17 @@ def model_fields(cfg: Config) -> dict[str, Any]:
 
 
 def save(cfg: Config, file_cfg: Config) -> None:
-    """Keep ``cfg``'s model settings, swapped in over ``file_cfg`` (the config as loaded)."""
+    """Keep ``cfg``'s model settings, swapped in over ``file_cfg`` (the config as loaded).
+
+    Back to the file's own settings, there is nothing to keep: the file is removed.
+    """
     path = path_for(cfg)
+    if model_fields(cfg) == model_fields(file_cfg):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("%s: cannot remove the kept model swap: %s", path, exc)
+        return
     data = {"file": model_fields(file_cfg), **model_fields(cfg)}
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -62,7 +71,7 @@ def apply(cfg: Config) -> Config:
         path.unlink(missing_ok=True)
         return cfg
     try:
-        return cfg.model_copy(
+        kept = cfg.model_copy(
             update={
                 "mode": data["mode"],
                 "model": ModelConfig(**data["model"]),
@@ -72,3 +81,13 @@ def apply(cfg: Config) -> Config:
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("%s: invalid, ignored: %s", path, exc)
         return cfg
+    models = ", ".join(m.spec for m in kept.still_model_list) if kept.mode == "still" else None
+    log.info(
+        "%s: a model swapped in over MQTT is in force instead of the config file's: "
+        '%s mode, model %s. To go back to the file\'s model: cmd/model {"clear": true}, '
+        "or delete this file and restart",
+        path,
+        kept.mode,
+        models or kept.model.spec,
+    )
+    return kept

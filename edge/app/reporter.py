@@ -164,9 +164,13 @@ class Reporter:
         self.since = None
         self.state(now)
 
-    def forget_label(self) -> None:
-        """A new model starts with no label of its own."""
+    def end_label(self, reason: str) -> None:
+        """A new model starts afresh: the label held ends and "none" starts now, as on a reset."""
+        now = self.clock()
+        if self.label:
+            self.event("end", ts=now, label=self.label, reason=reason)
         self.stable = None
+        self.state(now, since=now)
 
     def state(self, now: float, since: float | None = None) -> None:
         self.last_state = now

@@ -318,12 +318,14 @@ class ClassifyArgs(CommandArgs):
 
 
 class ModelArgs(CommandArgs):
-    """Swap the model: ``name`` (catalogue) or ``path``, optionally pinned by ``sha256``."""
+    """Swap the model: ``name`` (catalogue) or ``path``, optionally pinned by ``sha256``;
+    or ``clear``: back to the config file's own model, forgetting a kept swap."""
 
     name: str | None = Field(None, min_length=1, max_length=256)
     path: str | None = Field(None, min_length=1, max_length=4096)
     sha256: str | None = None
     mode: Literal["video", "still"] | None = None
+    clear: bool | None = None
 
     @field_validator("sha256")
     @classmethod
@@ -334,8 +336,12 @@ class ModelArgs(CommandArgs):
 
     @model_validator(mode="after")
     def _one_of(self) -> ModelArgs:
+        if self.clear:
+            if self.name or self.path or self.sha256 or self.mode:
+                raise ValueError("'clear' goes alone: it returns to the config file's model")
+            return self
         if bool(self.name) == bool(self.path):
-            raise ValueError("give exactly one of 'name' or 'path'")
+            raise ValueError("give exactly one of 'name' or 'path' (or 'clear': true)")
         return self
 
 

@@ -1,0 +1,50 @@
+"""The sensor's figures: the ``stats`` message and the one-line status systemd shows."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from edge.mqtt.payloads import stats_payload
+from edge.stats import CpuMeter, rss_bytes
+
+if TYPE_CHECKING:
+    from edge.app.pipeline import PipelineStats
+    from edge.mqtt.publisher import Publisher
+
+
+class Figures:
+    """Process-wide figures (uptime, CPU, memory) joined with the pipeline's and the outbox's."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.cpu = CpuMeter()
+
+    def stats(
+        self, mode: str, pipeline: PipelineStats, publisher: Publisher | None
+    ) -> dict[str, Any]:
+        return stats_payload(
+            **asdict(pipeline),
+            ts=time.time(),
+            uptime_s=time.monotonic() - self.started,
+            mode=mode,
+            outbox_depth=publisher.outbox_depth if publisher else 0,
+            outbox_dropped=publisher.dropped if publisher else 0,
+            mqtt_connected=bool(publisher and publisher.connected),
+            cpu_percent=self.cpu.percent(),
+            rss_mb=rss_bytes() / 2**20,
+        )
+
+
+def status_line(
+    mode: str, model: str | None, label: str | None, stats: dict[str, Any] | None = None
+) -> str:
+    """What ``systemctl status`` shows: the model at start, the figures once there are some."""
+    if stats is None:
+        return f"{mode}: {model}, label {label or '-'}"
+    return (
+        f"{mode}: label {label or '-'}, {stats['model_fps']} steps/s, "
+        f"infer p50 {stats['inference_ms']['p50']} ms, outbox {stats['outbox_depth']}, "
+        f"mqtt {'up' if stats['mqtt_connected'] else 'down'}"
+    )
