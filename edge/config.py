@@ -38,7 +38,8 @@ Rotation = Literal[0, 90, 180, 270]
 class SourceConfig(Section):
     """Where frames come from."""
 
-    kind: Literal["auto", "picamera2", "opencv", "command"] = "auto"
+    # none (still mode): no camera, photos come only from still.watch_dir
+    kind: Literal["auto", "picamera2", "opencv", "command", "none"] = "auto"
     # opencv: device index ("0"), /dev/videoN, rtsp://, http(s):// MJPEG, or a file path.
     uri: str | None = None
     loop: bool = False  # files only: start again at the end
@@ -213,10 +214,22 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _mode_fits_source(self) -> Config:
-        if self.mode == "video" and self.source.kind == "command":
+        kind = self.source.kind
+        if self.mode == "video" and kind == "command":
             raise ValueError(
                 "source.kind 'command' takes photos: it works in mode 'still', not 'video'"
             )
+        if kind == "none":
+            if self.mode == "video":
+                raise ValueError("source.kind 'none': video mode needs a camera or stream")
+            if not self.still.watch_dir:
+                raise ValueError(
+                    "source.kind 'none' takes no photos: set still.watch_dir for the images"
+                )
+            if self.still.interval_s > 0:
+                raise ValueError(
+                    "still.interval_s: a photo schedule needs a camera, and source.kind is 'none'"
+                )
         return self
 
     @property

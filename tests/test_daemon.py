@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 from edge.config import merge as deep_merge
 from edge.mqtt.payloads import ResultPayload
@@ -521,3 +522,69 @@ def test_run_on_a_clip_without_mqtt_logs_labels_and_ends_with_the_clip(tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "label: carving ice" in proc.stderr
     assert "end of" in proc.stderr
+
+
+def _folder_only(tmp_path: Path, port: int, **extra) -> dict:
+    from tests.conftest import CV_FRUITS
+
+    require(CV_FRUITS / "model.tflite")
+    watch = tmp_path / "watch"
+    watch.mkdir(exist_ok=True)
+    base = config_for(
+        tmp_path,
+        port,
+        mode="still",
+        source={"kind": "none", "uri": None, "loop": False},
+        still_models=[{"path": str(CV_FRUITS)}],
+        still={"watch_dir": str(watch), "watch_poll_s": 0.2},
+    )
+    return deep_merge(base, extra)
+
+
+def test_still_mode_on_a_watched_folder_alone_runs_without_a_camera(broker, daemons, tmp_path):
+    from tests.conftest import IMAGES
+
+    cfg = _folder_only(tmp_path, broker.port)
+    d = daemons(cfg)
+    check = run_cli("check-config", str(d.config_path), timeout=60)
+    assert check.returncode == 0, check.stderr
+    assert "source:  none" in check.stdout
+    with broker.subscriber(f"{BASE}/#") as sub:
+        d.start()
+        sub.wait_payload(f"{BASE}/availability", "online", timeout=60)
+        staged = tmp_path / "apple.tmp"
+        staged.write_bytes((IMAGES / "fruit_apple.jpg").read_bytes())
+        staged.rename(tmp_path / "watch" / "apple.jpg")
+        result = ResultPayload.model_validate(
+            sub.wait_count(f"{BASE}/results", 1, timeout=60)[0].json()
+        )
+        assert result.image.source == "watch" and result.results[0].label == "Apple"
+        # No camera to take a photo with: a clear refusal, and the daemon runs on.
+        sub.publish(f"{BASE}/cmd/classify", "{}")
+        reply = sub.wait_count(f"{BASE}/cmd/classify/result", 1, timeout=30)[0].json()
+        assert reply["ok"] is False and "watched folder" in reply["error"]
+        assert d.alive()
+        code, _ = d.stop()
+        assert code == 0, d.log()
+    assert "source none" in d.log()
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ({"mode": "video"}, "video mode needs a camera"),
+        ({"still": {"watch_dir": None}}, "still.watch_dir"),
+        ({"still": {"interval_s": 60}}, "still.interval_s"),
+    ],
+    ids=["video", "no-folder", "schedule"],
+)
+def test_source_none_is_refused_alike_by_check_config_and_run(tmp_path, extra, needle):
+    cfg = _folder_only(tmp_path, 1, mqtt={"enabled": False}, **extra)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    checked = run_cli("check-config", str(path), timeout=60)
+    assert_one_line_error(checked, needle)
+    ran = run_cli("run", "--config", str(path), timeout=120)
+    assert_one_line_error(ran, needle)
+    # The same words from both: the one rule lives in the config's validation.
+    assert ran.stderr.split("config.yaml: ")[1] == checked.stderr.split("config.yaml: ")[1]

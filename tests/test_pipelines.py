@@ -17,7 +17,7 @@ from edge.app.reporter import Message, Reporter
 from edge.app.still import StillPipeline
 from edge.app.video import VideoPipeline
 from edge.config import parse_config
-from edge.errors import EdgeError
+from edge.errors import EdgeError, SourceError
 from edge.mqtt.payloads import ResultPayload
 from tests.conftest import (
     A0,
@@ -280,3 +280,28 @@ def test_a_model_swap_ends_the_label_is_kept_and_can_be_cleared(tmp_path: Path, 
     finally:
         daemon.shutdown()
 
+
+def test_auto_without_a_camera_runs_a_watched_folder_alone_but_not_a_schedule(
+    tmp_path: Path,
+) -> None:
+    require(CV_FRUITS / "model.tflite")
+    if list(Path("/dev").glob("video*")):
+        pytest.skip("this machine has a camera")
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    folder = still_config(tmp_path, source={"kind": "auto"}, still={"watch_dir": str(watch)})
+    reporter = Reporter("still", ModelInfo(None, None))
+    pipeline = StillPipeline.build(
+        folder, reporter, Parts(), last=LastFrame(), cancel=threading.Event()
+    )
+    try:
+        assert pipeline.description == "none" and pipeline.alive()
+        with pytest.raises(EdgeError, match="watched folder"):
+            pipeline.classify("command")
+    finally:
+        pipeline.stop()
+    schedule = still_config(
+        tmp_path, source={"kind": "auto"}, still={"watch_dir": str(watch), "interval_s": 60}
+    )
+    with pytest.raises(SourceError, match="no camera"):
+        StillPipeline.build(schedule, reporter, Parts(), last=LastFrame(), cancel=threading.Event())

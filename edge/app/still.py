@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge.app.pipeline import LastFrame, Mode, ModelInfo, Parts, PipelineStats, Source
-from edge.errors import EdgeError
+from edge.errors import EdgeError, SourceError
 from edge.history import History
 from edge.loader import load_for_mode
 from edge.still import StillStation
@@ -145,6 +145,11 @@ class StillPipeline:
 
     def classify(self, source: str) -> dict[str, Any]:
         capture, camera = self.source
+        if capture is None and camera is None:
+            raise EdgeError(
+                f"no camera (source.kind {self.cfg.source.kind!r}): "
+                f"photos come only from the watched folder {self.cfg.still.watch_dir}"
+            )
         if camera is not None:
             path = camera.capture(self.station.new_image_path())
             return self.station.classify_path(path, source=source)
@@ -200,7 +205,12 @@ class StillPipeline:
 
 
 def make_source(cfg: Config, cancel: threading.Event) -> Source:
-    if cfg.source.kind == "command":
+    """The photo source; none for ``source.kind: none``, or when ``auto`` finds no camera
+    and a watched folder without a schedule is all still mode needs."""
+    kind = cfg.source.kind
+    if kind == "none":
+        return Source()
+    if kind == "command":
         from edge.sources.command import CommandCamera
 
         camera = CommandCamera(
@@ -209,7 +219,18 @@ def make_source(cfg: Config, cancel: threading.Event) -> Source:
         return Source(camera=camera)
     from edge.sources.factory import make_capture
 
-    return Source(capture=make_capture(cfg.source, model_fps=cfg.model.fps))
+    try:
+        return Source(capture=make_capture(cfg.source, model_fps=cfg.model.fps))
+    except SourceError:
+        folder_only = cfg.still.watch_dir and not cfg.still.interval_s
+        if kind != "auto" or cfg.source.uri or not folder_only:
+            raise
+    log.warning(
+        "no camera found: still mode runs on the watched folder %s only "
+        "(source.kind: none says so without looking for a camera)",
+        cfg.still.watch_dir,
+    )
+    return Source()
 
 
 def load_images(cfg: Config, *, request: bool = False) -> list[ImageClassifier]:

@@ -63,7 +63,9 @@ class VideoPipeline:
     ) -> VideoPipeline:
         """Load what ``parts`` lacks; ``request``: a model asked for over MQTT, checked harder."""
         if parts.source is not None and parts.source.capture is None:
-            raise EdgeError("video mode needs a camera or stream source, not a photo command")
+            raise EdgeError(
+                f"video mode needs a camera or stream source, not source.kind {cfg.source.kind!r}"
+            )
         classifier = parts.stream
         if classifier is None:
             classifier = load_stream(cfg, request=request)
