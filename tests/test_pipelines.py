@@ -305,3 +305,31 @@ def test_auto_without_a_camera_runs_a_watched_folder_alone_but_not_a_schedule(
     )
     with pytest.raises(SourceError, match="no camera"):
         StillPipeline.build(schedule, reporter, Parts(), last=LastFrame(), cancel=threading.Event())
+
+
+def test_commands_from_another_thread_run_in_the_daemons_loop(tmp_path: Path) -> None:
+    require(A0, K600_LABELS, CLIP)
+    daemon, _ = running(video_config(tmp_path))
+    replies: dict[str, dict] = {}
+
+    def page() -> None:  # a web page's request thread
+        replies["bad"] = daemon.inbox.submit("reset", b"[1]").result(timeout=60)
+        replies["reset"] = daemon.inbox.submit("reset", b'{"id": "w1"}').result(timeout=60)
+        replies["snapshot"] = daemon.inbox.submit("snapshot", b"{}").result(timeout=60)
+
+    thread = threading.Thread(target=page)
+    try:
+        until_label(daemon, "carving ice")
+        thread.start()
+        for _ in range(2000):
+            if not thread.is_alive():
+                break
+            daemon.tick()
+        thread.join(timeout=60)
+        assert replies["bad"]["ok"] is False and "object" in replies["bad"]["error"]
+        assert replies["reset"] == {"ok": True, "reset": True, "id": "w1"}
+        assert replies["snapshot"]["ok"] is True and replies["snapshot"]["width"] > 0
+        waiting = daemon.inbox.submit("reset", b"{}")
+    finally:
+        daemon.shutdown()
+    assert waiting.result(timeout=5) == {"ok": False, "error": "the sensor is stopping"}

@@ -2,8 +2,9 @@
 
 A new command is one function and one line in ``HANDLERS``. Over MQTT the publisher
 validates a message against the table's schemas and the daemon runs it with
-``execute``; any other caller (a web page) goes through ``call``, which validates the
-same way, so both get the same replies. A handler returns the reply's fields or raises
+``execute``; any other caller (a web page) submits raw JSON to the daemon's ``Inbox``
+from its own thread, which validates the same way and has the loop run it, so every
+caller gets the same replies. A handler returns the reply's fields or raises
 ``EdgeError`` with the one-line reason for an error reply.
 """
 
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import logging
+import queue
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -176,11 +179,58 @@ def execute(app: App, cmd: Command) -> Reply:
     return reply
 
 
-def call(app: App, name: str, payload: bytes, max_bytes: int = 4096) -> Reply:
-    """Validate a raw command (JSON bytes) as MQTT does, then run it: for callers besides MQTT."""
+def _parse(name: str, payload: bytes, max_bytes: int) -> Command | Reply:
     try:
-        cmd = parse_command(name, payload, max_bytes, SCHEMAS)
+        return parse_command(name, payload, max_bytes, SCHEMAS)
     except CommandRejected as exc:
         log.info("command %s refused: %s", name, exc)
         return reply_payload(False, id=exc.id, error=str(exc))
-    return execute(app, cmd)
+
+
+def call(app: App, name: str, payload: bytes, max_bytes: int = 4096) -> Reply:
+    """Validate a raw command (JSON bytes) as MQTT does, then run it, in the caller's thread:
+    only from the daemon's own loop (pipelines are not thread-safe); other threads submit."""
+    cmd = _parse(name, payload, max_bytes)
+    return execute(app, cmd) if isinstance(cmd, Command) else cmd
+
+
+class Inbox:
+    """Commands from other threads (a web page) for the daemon's loop, which runs them between
+    two pipeline steps; each caller waits on its own future for the reply."""
+
+    def __init__(self, max_bytes: int = 4096, size: int = 64) -> None:
+        self.max_bytes = max_bytes
+        self._waiting: queue.Queue[tuple[Command, Future[Reply]]] = queue.Queue(size)
+
+    def submit(self, name: str, payload: bytes) -> Future[Reply]:
+        """Validated here at once; run by the loop. Thread-safe."""
+        done: Future[Reply] = Future()
+        cmd = _parse(name, payload, self.max_bytes)
+        if not isinstance(cmd, Command):
+            done.set_result(cmd)
+            return done
+        try:
+            self._waiting.put_nowait((cmd, done))
+        except queue.Full:
+            done.set_result(
+                reply_payload(False, id=cmd.id, error="busy: too many commands waiting")
+            )
+        return done
+
+    def run_waiting(self, app: App) -> None:
+        """The daemon's loop: run what was submitted since the last call."""
+        while True:
+            try:
+                cmd, done = self._waiting.get_nowait()
+            except queue.Empty:
+                return
+            done.set_result(execute(app, cmd))
+
+    def close(self) -> None:
+        """The daemon stops: whoever still waits gets an answer instead of a timeout."""
+        while True:
+            try:
+                cmd, done = self._waiting.get_nowait()
+            except queue.Empty:
+                return
+            done.set_result(reply_payload(False, id=cmd.id, error="the sensor is stopping"))

@@ -47,6 +47,7 @@ class Daemon:
         self.reporter = Reporter(cfg.mode, ModelInfo(None, None))
         self.last = LastFrame()  # outlives pipelines: a swap is no camera stall
         self.publisher: Publisher | None = None
+        self.inbox = commands.Inbox(cfg.mqtt.max_command_bytes)  # commands from other threads
         self._pipeline: Pipeline | None = None
         self._notified_ready = False
         self._last_stats = 0.0
@@ -144,6 +145,7 @@ class Daemon:
             while not queue.empty():
                 cmd = queue.get_nowait()
                 self.publisher.reply(cmd.name, commands.execute(self, cmd))
+        self.inbox.run_waiting(self)
         self._housekeeping(time.time())
 
     def _housekeeping(self, now: float) -> None:
@@ -228,6 +230,7 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop within ~2 s: camera and MQTT flush run side by side."""
         self.notifier.stopping()
+        self.inbox.close()
         threads = []
         if self._pipeline is not None:
             threads.append(threading.Thread(target=self._pipeline.stop, daemon=True))
