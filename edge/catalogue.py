@@ -30,7 +30,7 @@ import yaml
 
 import edge
 from edge.config import default_models_dir
-from edge.errors import ConfigError, ModelError
+from edge.errors import ConfigError, DownloadError, ModelError
 from edge.runtime import file_sha256
 
 DEFAULT_STREAM_MODEL = "movinet-a0-stream-int8"
@@ -566,8 +566,10 @@ def _download(url: str, target: Path, what: str, progress: bool) -> str:
     except urllib.error.HTTPError as exc:
         raise ModelError(f"{what}: download failed: HTTP {exc.code} {exc.reason} ({url})") from None
     except urllib.error.URLError as exc:
-        raise ModelError(f"{what}: download failed: {exc.reason} ({url})") from None
-    except (OSError, ValueError, http.client.HTTPException) as exc:
+        raise DownloadError(f"{what}: download failed: {exc.reason} ({url})") from None
+    except OSError as exc:
+        raise DownloadError(f"{what}: download failed: {exc} ({url})") from None
+    except (ValueError, http.client.HTTPException) as exc:
         raise ModelError(f"{what}: download failed: {exc} ({url})") from None
     with response:
         header = response.headers.get("Content-Length")

@@ -15,6 +15,10 @@ class ModelError(EdgeError):
     """A model or label file is missing, corrupt or does not fit the code that loads it."""
 
 
+class DownloadError(ModelError):
+    """A model file could not be fetched from the network (no route, no name, refused)."""
+
+
 class SourceError(EdgeError):
     """A camera, stream, video or image cannot be opened or read."""
 

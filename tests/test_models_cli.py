@@ -39,6 +39,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     e = dict(os.environ)
     e[cat.MODELS_DIR_ENV] = str(tmp_path / "default-models")
     e.pop(cat.CATALOGUE_ENV, None)
+    e.pop("EDGE_MODEL_MIRROR", None)
     # Anything but the local test servers goes to a dead proxy: no test reaches the internet.
     e.update(http_proxy=DEAD_PROXY, https_proxy=DEAD_PROXY, no_proxy="127.0.0.1,localhost")
     return e
@@ -83,6 +84,7 @@ def test_fetch_all_available_from_mirror_then_list(tmp_path, env) -> None:
         "models",
         "fetch",
         "--all-available",
+        "--test-models",
         "--from",
         str(MODELS),
         "--models-dir",
@@ -137,18 +139,61 @@ def test_path_of_uninstalled_model_says_how_to_fetch(tmp_path, env) -> None:
 
 def test_all_available_needs_a_mirror_directory(tmp_path, env) -> None:
     proc = run_cli("models", "fetch", "--all-available", "--models-dir", str(tmp_path), env=env)
-    assert_one_line_error(proc, "--all-available needs --from DIR")
+    assert_one_line_error(proc, "--all-available needs a mirror folder", "EDGE_MODEL_MIRROR")
+    absent = tmp_path / "absent"
+    for args in (["--all-available"], ["mobilenet-v2-quant"]):
+        proc = run_cli(
+            "models", "fetch", *args, "--from", str(absent), "--models-dir", str(tmp_path), env=env
+        )
+        assert_one_line_error(proc, f"--from {absent}: the mirror is not there")
+    env["EDGE_MODEL_MIRROR"] = str(absent)
+    proc = run_cli("models", "fetch", "--all-available", "--models-dir", str(tmp_path), env=env)
+    assert_one_line_error(proc, f"EDGE_MODEL_MIRROR={absent}: the mirror is not there")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_all_available_leaves_test_models_out_and_says_what_it_skipped(tmp_path, env) -> None:
+    require(A0, MOBILENET, CV_FRUITS)
+    models = tmp_path / "models"
     proc = run_cli(
         "models",
         "fetch",
-        "mobilenet-v2-quant",
+        "--all-available",
         "--from",
-        str(tmp_path / "absent"),
+        str(MODELS),
         "--models-dir",
-        str(tmp_path / "m"),
+        str(models),
         env=env,
     )
-    assert_one_line_error(proc, "not a directory or an http(s):// mirror URL")
+    assert proc.returncode == 0, proc.stderr
+    tests_only = {n for n in IN_MIRROR if cat.get_entry(n).test_only}
+    assert tests_only
+    assert set(cat.installed_names(models)) == IN_MIRROR - tests_only
+    assert "skipped, for tests only (--test-models installs them): " in proc.stdout
+    assert "movinet-a1-stream-int8" in proc.stdout  # named as not in the mirror
+
+
+def test_fetch_name_takes_it_from_the_mirror_in_the_environment(tmp_path, env) -> None:
+    require(A0)
+    env["EDGE_MODEL_MIRROR"] = str(MODELS)
+    models = tmp_path / "models"
+    proc = run_cli(
+        "models", "fetch", "movinet-a0-stream-int8", "--models-dir", str(models), env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    marker = json.loads((models / "movinet-a0-stream-int8" / "installed.json").read_text())
+    assert marker["source"] == str(MODELS.resolve())
+
+
+def test_fetch_offline_with_an_absent_mirror_says_both_ways_out(tmp_path, env) -> None:
+    env["EDGE_MODEL_MIRROR"] = str(tmp_path / "absent")
+    proc = run_cli("models", "fetch", "mobilenet-v2-quant", "--models-dir", str(tmp_path), env=env)
+    assert proc.returncode == 2
+    first, error = proc.stderr.strip().splitlines()
+    assert first.startswith(f"EDGE_MODEL_MIRROR={tmp_path / 'absent'}: the mirror is not there")
+    assert "download failed" in error and "network" in error
+    assert "EDGE_MODEL_MIRROR=" in error and "--from DIR" in error
+    assert "Traceback" not in proc.stderr
 
 
 def test_sha_mismatch_over_http_is_a_one_line_error(tmp_path, env, mirror_url) -> None:

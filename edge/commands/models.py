@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from edge import catalogue as cat
-from edge.errors import ConfigError, ModelError
+from edge.errors import ConfigError, DownloadError, ModelError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--all-available",
         action="store_true",
-        help="with --from DIR: every catalogue model the mirror holds",
+        help="every catalogue model the mirror folder (--from or $EDGE_MODEL_MIRROR) holds, "
+        "except those for tests only",
+    )
+    p.add_argument(
+        "--test-models",
+        action="store_true",
+        help="with --all-available: also the models only the tests use",
     )
     p.add_argument("--force", action="store_true", help="fetch again even if installed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -129,25 +136,82 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+MIRROR_ENV = "EDGE_MODEL_MIRROR"
+_WAYS_OUT = (
+    "connect to a network, or copy the models from a mirror folder: "
+    f"{MIRROR_ENV}=/path/to/models or --from DIR"
+)
+
+
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def _mirror(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The mirror to copy from and how it was named; a folder named on the command line must be
+    there, one from the environment only may be missing (an unplugged stick: say so, go on)."""
+    if args.source:
+        where = f"--from {args.source}"
+        if not _is_url(args.source) and not Path(args.source).expanduser().is_dir():
+            raise ModelError(f"{where}: the mirror is not there (no such folder)")
+        return args.source, where
+    env = os.environ.get(MIRROR_ENV, "")
+    if not env:
+        return None, ""
+    where = f"{MIRROR_ENV}={env}"
+    if not _is_url(env) and not Path(env).expanduser().is_dir():
+        if args.all_available:
+            raise ModelError(f"{where}: the mirror is not there (no such folder)")
+        print(
+            f"{where}: the mirror is not there (no such folder); using the catalogue addresses",
+            file=sys.stderr,
+        )
+        return None, ""
+    return env, where
+
+
 def _fetch(args: argparse.Namespace) -> int:
     models_dir = _models_dir(args)
     names = list(dict.fromkeys(args.names))
+    source, where = _mirror(args)
+    catalogue = cat.load_catalogue()
     if args.all_available:
-        if not args.source or not Path(args.source).expanduser().is_dir():
-            raise ConfigError("--all-available needs --from DIR (a mirror directory)")
-        mirror = Path(args.source).expanduser()
-        available = [e.name for e in cat.load_catalogue().values() if cat.mirror_has(e, mirror)]
-        if not available:
+        if source is None:
+            raise ConfigError(f"--all-available needs a mirror folder: --from DIR or {MIRROR_ENV}")
+        if _is_url(source):
+            raise ConfigError(f"--all-available needs a mirror folder, not a URL ({where})")
+        mirror = Path(source).expanduser()
+        held = [e for e in catalogue.values() if cat.mirror_has(e, mirror)]
+        if not held:
             raise ModelError(f"{mirror}: the mirror holds no complete catalogue model")
-        names += [n for n in available if n not in names]
+        wanted = [e.name for e in held if args.test_models or not e.test_only or e.name in names]
+        names += [n for n in wanted if n not in names]
+        lacking = [
+            e.name
+            for e in catalogue.values()
+            if e not in held and e.name not in names and (args.test_models or not e.test_only)
+        ]
+        tests_only = [e.name for e in held if e.name not in names]
+        if lacking:
+            print(f"skipped, not in the mirror {mirror}: {', '.join(lacking)}")
+        if tests_only:
+            print(f"skipped, for tests only (--test-models installs them): {', '.join(tests_only)}")
     if not names:
         raise ConfigError("edge models fetch: name at least one model, or --all-available")
     for name in names:
-        entry = cat.get_entry(name)  # unknown names fail before anything is downloaded
+        entry = cat.get_entry(name, catalogue)  # unknown names fail before anything is fetched
         if not args.force and cat.is_installed(entry, models_dir):
             print(f"{name}: already installed in {models_dir / name}")
             continue
-        path = cat.fetch(name, models_dir, args.source, progress=not args.quiet, force=args.force)
+        origin = source
+        # A mirror from the environment serves what it holds; the rest is downloaded.
+        from_env = origin is not None and not args.source and not _is_url(origin)
+        if from_env and not cat.mirror_has(entry, Path(str(origin)).expanduser()):
+            origin = None
+        try:
+            path = cat.fetch(name, models_dir, origin, progress=not args.quiet, force=args.force)
+        except DownloadError as exc:
+            raise DownloadError(f"{exc}: {_WAYS_OUT}") from None
         print(f"{name}: installed {path}")
     return 0
 
