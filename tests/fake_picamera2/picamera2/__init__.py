@@ -37,6 +37,7 @@ from functools import partial
 
 import cv2
 import numpy as np
+from libcamera import Transform
 
 __all__ = ["SIM", "CompletedRequest", "Job", "Picamera2"]
 
@@ -249,7 +250,7 @@ class Picamera2:
     def global_camera_info() -> list:
         return [dict(c) for c in SIM.cameras]
 
-    def __init__(self, camera_num=0, verbose_console=None, tuning=None):
+    def __init__(self, camera_num=0, verbose_console=None, tuning=None, allocator=None):
         self.camera_idx = camera_num
         self.is_open = False
         self.started = False
@@ -318,7 +319,7 @@ class Picamera2:
         main={},  # noqa: B006 - the real signature
         lores=None,
         raw={},  # noqa: B006
-        transform=None,
+        transform=Transform(),  # noqa: B008 - the real signature
         colour_space=None,
         buffer_count=6,
         controls={},  # noqa: B006
