@@ -7,6 +7,9 @@ where the edge backend touches it:
   ``RuntimeError("Camera __init__ sequence did not complete.")`` when it cannot;
   ``Picamera2.global_camera_info()`` lists cameras as dicts (Model, Location,
   Rotation, Id, Num).
+- Signatures are picamera2 0.3.38's (``picamera2-0.3.38-signatures.txt`` beside this
+  package, held by tests/test_fake_picamera2.py): ``allocator=`` is accepted, and
+  ``transform`` defaults to an identity ``libcamera.Transform`` (the stand-in beside).
 - ``create_video_configuration(main=..., lores=..., buffer_count=..., controls=...)``
   returns the same dict layout (use_case, transform, colour_space, buffer_count,
   queue, main, lores, raw, controls, sensor, display, encode) and rejects unknown
@@ -252,6 +255,7 @@ class Picamera2:
 
     def __init__(self, camera_num=0, verbose_console=None, tuning=None, allocator=None):
         self.camera_idx = camera_num
+        self.allocator = allocator  # the real one picks a DmaAllocator when None
         self.is_open = False
         self.started = False
         self.camera_config = None
