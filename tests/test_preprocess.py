@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.classifiers.stream import StreamClassifier
+from edge.classifiers.stream import RESIZE, StreamClassifier
+from edge.preprocess import RESIZE_METHODS, InputSpec, Preprocessor
 from edge.sources.orientation import Orientation
 from edge.sources.video_file import VideoFile
 from tests.conftest import A0, K600_LABELS, VIDEOS, require
@@ -18,24 +19,58 @@ def a0() -> StreamClassifier:
     return StreamClassifier(A0, labels_path=K600_LABELS, threads=1)
 
 
-def reference(bgr: np.ndarray, size: int = 172) -> np.ndarray:
-    """MANIFEST: centre square crop, INTER_AREA to 172x172, BGR->RGB, /255 float32."""
+def square(bgr: np.ndarray) -> np.ndarray:
     h, w = bgr.shape[:2]
     s = min(h, w)
     y, x = (h - s) // 2, (w - s) // 2
-    square = bgr[y : y + s, x : x + s]
-    small = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
+    return bgr[y : y + s, x : x + s]
+
+
+def block_mean(image: np.ndarray, k: int) -> np.ndarray:
+    """The k x k block average, in numpy (what an integer-factor area reduction is)."""
+    m = image.shape[0] // k
+    off = (image.shape[0] - m * k) // 2
+    part = image[off : off + m * k, off : off + m * k].astype(np.float64)
+    return np.rint(part.reshape(m, k, m, k, 3).mean(axis=(1, 3))).astype(np.uint8)
+
+
+def reference(bgr: np.ndarray, method: str, size: int = 172) -> np.ndarray:
+    """Centre square crop, the named resize to 172x172, BGR->RGB, /255 float32."""
+    sq = square(bgr)
+    if method == "area" and sq.shape[0] > size:
+        small = cv2.resize(sq, (size, size), interpolation=cv2.INTER_AREA)
+    else:
+        if method == "area2" and sq.shape[0] >= 2 * size:
+            sq = block_mean(sq, sq.shape[0] // size)
+        small = cv2.resize(sq, (size, size), interpolation=cv2.INTER_LINEAR)
     return small[:, :, ::-1].astype(np.float32) / 255.0
 
 
 @pytest.mark.parametrize("clip", ["squats.mp4", "arm_wrestling.mp4", "carving_ice.mp4"])
-def test_model_input_is_the_manifest_preprocessing(a0, clip):
+def test_model_input_is_centre_crop_resize_rgb_scaled(a0, clip):
     require(VIDEOS / clip)
     frame = next(VideoFile(VIDEOS / clip).frames())
     buf = a0.preprocess_into(frame.image, a0.new_input())
     assert buf.shape == (1, 1, 172, 172, 3)
     assert buf.dtype == np.float32
-    np.testing.assert_allclose(buf[0, 0], reference(frame.image), atol=1e-6)
+    np.testing.assert_allclose(buf[0, 0], reference(frame.image, RESIZE), atol=1e-6)
+
+
+@pytest.mark.parametrize("method", RESIZE_METHODS)
+@pytest.mark.parametrize("clip", ["squats.mp4", "carving_ice.mp4", "eye_makeup.avi"])
+def test_each_resize_method_is_what_it_says(clip, method):
+    require(VIDEOS / clip)
+    frame = next(VideoFile(VIDEOS / clip).frames())
+    pre = Preprocessor(InputSpec(172, 172, resize=method))
+    out = pre(frame.image, np.empty((172, 172, 3), np.float32))
+    # The block average may round one step differently from OpenCV's fast path.
+    tolerance = 1.01 / 255 if method == "area2" else 1e-6
+    np.testing.assert_allclose(out, reference(frame.image, method), atol=tolerance)
+
+
+def test_an_unknown_resize_method_is_refused():
+    with pytest.raises(ValueError, match="resize"):
+        Preprocessor(InputSpec(8, 8, resize="cubic"))
 
 
 def test_step_feeds_the_same_input_as_the_pipelined_path(a0):

@@ -35,6 +35,10 @@ from edge.labels import check_label_count, load_labels
 from edge.preprocess import InputSpec, Preprocessor
 from edge.runtime import file_sha256, open_interpreter
 
+# How frames are scaled to the model's input: chosen by `edge bench --resize` on the sample
+# clips (README, "How fast, measured").
+RESIZE = "linear"
+
 _POOL_BUFFER = "_pool_buffer"
 _POOL_COUNT = "_pool_frame_count"
 
@@ -169,6 +173,7 @@ class StreamClassifier:
         fps: float = 5.0,
         reset_gap_s: float = 2.0,
         name: str | None = None,
+        resize: str = RESIZE,
     ) -> None:
         if not fps > 0:
             raise ModelError(f"model rate must be positive, not {fps}")
@@ -208,6 +213,7 @@ class StreamClassifier:
                 value_range=(0.0, 1.0),
                 scale=scale if quantised else 0.0,
                 zero_point=zp if quantised else 0,
+                resize=resize,
             )
         )
         self._pre_async = Preprocessor(self._pre.spec)
