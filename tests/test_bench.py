@@ -1,20 +1,22 @@
-"""``edge bench`` runs its three loops and reports them; speed itself is not asserted here."""
+"""``edge bench`` runs its four loops and reports them; speed itself is not asserted here."""
 
 from __future__ import annotations
 
 import json
 
 import cv2
+import pytest
 
-from edge.commands.bench import ExampleLoopClassifier
+from edge.benchloops import ExampleLoopClassifier, LeanLoopClassifier
 from edge.labels import load_labels
+from edge.preprocess import RESIZE_METHODS
 from edge.sources.video_file import VideoFile
 from tests.conftest import A0, K600_LABELS, VIDEOS, assert_one_line_error, require, run_cli
 
 CLIP = VIDEOS / "carving_ice_small.mp4"
 
 
-def test_bench_json_reports_all_three_loops():
+def test_bench_json_reports_all_four_loops_and_judges_its_targets():
     require(A0, CLIP)
     proc = run_cli(
         "bench",
@@ -30,13 +32,19 @@ def test_bench_json_reports_all_three_loops():
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    for key in ("floor", "baseline", "pipeline"):
+    for key in ("floor", "baseline", "lean", "pipeline"):
         assert report[key]["fps"] > 0, key
         assert report[key]["frames"] == 150  # more than the clip's 131: it was looped
         assert report[key]["threads"] >= 1
         assert len(report[key]["rounds"]) == 2
         assert min(report[key]["rounds"]) <= report[key]["fps"] <= max(report[key]["rounds"])
-    assert set(report["ratios"]) == {"pipeline_baseline", "pipeline_floor"}
+    ratios = report["ratios"]
+    assert set(ratios) == {"pipeline_baseline", "lean_baseline", "pipeline_floor", "pipeline_lean"}
+    assert report["targets"] == {
+        "pipeline_floor": ratios["pipeline_floor"] >= 0.85,
+        "pipeline_lean": ratios["pipeline_lean"] >= 1.5,
+    }
+    assert abs(ratios["pipeline_lean"] - report["pipeline"]["fps"] / report["lean"]["fps"]) < 0.01
     assert (
         abs(
             report["ratios"]["pipeline_baseline"]
@@ -68,22 +76,55 @@ def test_bench_text_output_and_thread_options():
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for word in ("floor", "baseline", "pipeline", "pipeline/baseline", "peak RSS"):
+    for word in ("floor", "baseline", "lean", "pipeline", "pipeline/baseline", "peak RSS"):
         assert word in out, out
+    targets = [line for line in out.splitlines() if line.startswith("target ")]
+    assert len(targets) == 2, out
+    assert all(line.endswith((" met", " NOT met")) for line in targets), targets
     floor_line = next(line for line in out.splitlines() if line.startswith("floor"))
     pipe_line = next(line for line in out.splitlines() if line.startswith("pipeline "))
     assert "threads 1" in floor_line and "threads 2" in pipe_line
 
 
-def test_baseline_loop_really_classifies():
-    """The baseline does the same work: on a square clip it finds the same action."""
+@pytest.mark.parametrize("loop", [ExampleLoopClassifier, LeanLoopClassifier])
+def test_baseline_loops_really_classify(loop):
+    """The baselines do the same work: on a square clip they find the same action."""
     require(A0, K600_LABELS, CLIP)
-    clf = ExampleLoopClassifier(A0, load_labels(K600_LABELS), threads=1)
+    clf = loop(A0, load_labels(K600_LABELS), threads=1)
     ranked = []
     for frame in VideoFile(CLIP).frames(lambda t: True):
         ranked = clf.classify(cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB))
     assert ranked[0][0] == "carving ice"
     assert len(ranked) == 5
+    scores = [score for _, score in ranked]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_resize_comparison_classifies_each_clip_under_each_method():
+    clips = [VIDEOS / "carving_ice_small.mp4", VIDEOS / "eye_makeup.avi"]
+    require(A0, K600_LABELS, *clips)
+    proc = run_cli(
+        "bench",
+        "--resize",
+        *map(str, clips),
+        "--model",
+        str(A0),
+        "--labels",
+        str(K600_LABELS),
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    rows = report["rows"]
+    assert {(r["clip"], r["method"]) for r in rows} == {
+        (c.name, m) for c in clips for m in RESIZE_METHODS
+    }
+    for r in rows:
+        assert r["steps"] > 5 and r["prep_ms"] > 0
+        assert 0 < r["reference_score"] <= 1 and 0 <= r["reference_top1_share"] <= 1
+        if r["method"] == report["reference"]:
+            assert r["top1"] == r["reference_label"] and r["score"] == r["reference_score"]
+    assert set(report["summary"]) == set(RESIZE_METHODS)
 
 
 def test_bench_bad_input_is_one_line():
