@@ -14,6 +14,7 @@ from collections import deque
 import numpy as np
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def process_rss_bytes(pid: int | str = "self") -> int | None:
@@ -21,6 +22,101 @@ def process_rss_bytes(pid: int | str = "self") -> int | None:
     try:
         with open(f"/proc/{pid}/statm", "rb") as fh:
             return int(fh.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _status_kib(pid: int | str, keys: tuple[str, ...]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                name, _, rest = line.partition(b":")
+                key = name.decode()
+                if key in keys:
+                    found[key] = int(rest.split()[0])
+    except (OSError, IndexError, ValueError):
+        pass
+    return found
+
+
+def _pss_kib(pid: int | str) -> int | None:
+    """Proportional set size: shared library pages divided among the processes using them."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1])
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
+
+
+def cgroup_memory_bytes(pid: int | str = "self") -> int | None:
+    """The memory cgroup's usage when the process has that cgroup to itself (a systemd unit).
+
+    cgroup v2 ``memory.current`` or v1 ``memory.usage_in_bytes``; None when the cgroup is
+    shared with other processes (a login session, a container), where it would not be the
+    process's own cost.
+    """
+    try:
+        with open(f"/proc/{pid}/cgroup") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    candidates = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+                candidates.append((f"{root}{path}", "memory.current"))
+        elif "memory" in controllers.split(","):
+            candidates.append((f"/sys/fs/cgroup/memory{path}", "memory.usage_in_bytes"))
+    own = {str(os.getpid() if pid == "self" else pid)}
+    for folder, name in candidates:
+        try:
+            with open(f"{folder}/cgroup.procs") as fh:
+                if set(fh.read().split()) != own:
+                    continue
+            with open(f"{folder}/{name}") as fh:
+                return int(fh.read())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def memory_mb(pid: int | str = "self") -> dict[str, float | None]:
+    """What a process costs in memory, MB, each figure None where it cannot be read.
+
+    ``rss_anon_mb`` (heap, arenas, tensors: the process's own pages) is the figure to judge;
+    ``rss_mb`` (VmRSS) adds file-backed pages of shared libraries that the kernel can drop
+    and share; ``pss_mb`` splits shared pages among their users; ``cgroup_mb`` is the
+    unit's own cgroup, where there is one (it counts page cache too).
+    """
+    status = _status_kib(pid, ("VmRSS", "RssAnon"))
+
+    def mb(kib: int | None) -> float | None:
+        return None if kib is None else round(kib / 1024, 1)
+
+    cgroup = cgroup_memory_bytes(pid)
+    rss = status.get("VmRSS")
+    if rss is None and pid == "self":
+        rss = peak_rss_bytes() // 1024  # no /proc (macOS): the peak is what there is
+    return {
+        "rss_mb": mb(rss),
+        "rss_anon_mb": mb(status.get("RssAnon")),
+        "pss_mb": mb(_pss_kib(pid)),
+        "cgroup_mb": None if cgroup is None else round(cgroup / 2**20, 1),
+    }
+
+
+def process_cpu_seconds(pid: int | str = "self") -> float | None:
+    """User + system CPU time a process has used so far, from /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            # The command name may hold spaces; the fields after it are fixed.
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS
     except (OSError, IndexError, ValueError):
         return None
 

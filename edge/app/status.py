@@ -7,7 +7,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from edge.mqtt.payloads import stats_payload
-from edge.stats import CpuMeter, rss_bytes
+from edge.stats import CpuMeter, memory_mb, rss_bytes
 
 if TYPE_CHECKING:
     from edge.app.pipeline import PipelineStats
@@ -24,6 +24,7 @@ class Figures:
     def stats(
         self, mode: str, pipeline: PipelineStats, publisher: Publisher | None
     ) -> dict[str, Any]:
+        mem = memory_mb()
         return stats_payload(
             **asdict(pipeline),
             ts=time.time(),
@@ -33,7 +34,10 @@ class Figures:
             outbox_dropped=publisher.dropped if publisher else 0,
             mqtt_connected=bool(publisher and publisher.connected),
             cpu_percent=self.cpu.percent(),
-            rss_mb=rss_bytes() / 2**20,
+            rss_mb=mem["rss_mb"] or rss_bytes() / 2**20,
+            rss_anon_mb=mem["rss_anon_mb"],
+            pss_mb=mem["pss_mb"],
+            cgroup_mb=mem["cgroup_mb"],
         )
 
 

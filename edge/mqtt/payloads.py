@@ -118,7 +118,10 @@ class StatsPayload(_Out):
     reconnects: int
     outbox_depth: int
     cpu_percent: float
-    rss_mb: float
+    rss_mb: float  # VmRSS: includes shared libraries' file pages
+    rss_anon_mb: float | None = None  # the process's own pages: the figure to watch
+    pss_mb: float | None = None
+    cgroup_mb: float | None = None  # the unit's cgroup, when it has one of its own
     mqtt_reconnects: int
 
 
@@ -237,6 +240,9 @@ def stats_payload(
     mqtt_connected: bool,
     cpu_percent: float,
     rss_mb: float,
+    rss_anon_mb: float | None = None,
+    pss_mb: float | None = None,
+    cgroup_mb: float | None = None,
 ) -> dict[str, Any]:
     """A ``stats`` body (the publisher adds ``mqtt_reconnects``)."""
     return {
@@ -255,6 +261,9 @@ def stats_payload(
         "mqtt_connected": mqtt_connected,
         "cpu_percent": round(cpu_percent, 1),
         "rss_mb": round(rss_mb, 1),
+        "rss_anon_mb": _round(rss_anon_mb, 1),
+        "pss_mb": _round(pss_mb, 1),
+        "cgroup_mb": _round(cgroup_mb, 1),
     }
 
 

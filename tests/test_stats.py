@@ -1,0 +1,50 @@
+"""Memory and CPU figures read from /proc for the stats topic and `edge bench --live`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+from edge.stats import cgroup_memory_bytes, memory_mb, process_cpu_seconds
+
+
+def test_anonymous_memory_follows_what_the_process_allocates():
+    before = memory_mb()
+    block = np.ones(48 * 2**20, np.uint8)  # touched: resident, anonymous
+    after = memory_mb()
+    assert after["rss_anon_mb"] - before["rss_anon_mb"] >= 40
+    assert after["rss_mb"] - before["rss_mb"] >= 40
+    assert after["rss_anon_mb"] < after["rss_mb"]  # VmRSS adds the file-backed pages
+    assert 0 < after["pss_mb"] <= after["rss_mb"] + 0.1
+    del block
+
+
+def test_another_process_is_read_by_pid():
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        figures = memory_mb(child.pid)
+        assert figures["rss_mb"] > 1 and figures["rss_anon_mb"] > 0
+        # This cgroup now holds two processes at least: it is not the child's own cost.
+        assert cgroup_memory_bytes(child.pid) is None
+    finally:
+        child.stdin.close()
+        child.wait(10)
+    gone = memory_mb(child.pid)
+    assert gone["rss_mb"] is None and gone["pss_mb"] is None
+
+
+def test_cpu_seconds_grow_with_work():
+    start = process_cpu_seconds()
+    assert start is not None and start > 0
+    x = np.ones(2**20)
+    while process_cpu_seconds() <= start:  # a condition, not a duration
+        x = np.sqrt(x + 1.0)
+    assert process_cpu_seconds() > start
