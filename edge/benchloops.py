@@ -136,8 +136,8 @@ class ExampleLoopClassifier:
         }
 
     def classify(self, rgb: np.ndarray) -> list[tuple[str, float]]:
-        x = cv2.resize(rgb, (self._width, self._height))
-        x = np.float32(x[np.newaxis, np.newaxis] - 0) / 255
+        small = cv2.resize(rgb, (self._width, self._height))
+        x = np.float32(small[np.newaxis, np.newaxis] - 0) / 255
         outputs = self._runner(**self._states, **{self._image_name: x})
         logits = outputs.pop(self._logits_name)
         self._states = outputs

@@ -19,6 +19,7 @@ follows from it (README, "How fast, measured").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -71,7 +72,7 @@ class Preprocessor:
         self._ordered = np.empty_like(self._resized)
         self._reduced: np.ndarray | None = None  # "area2": the integer-factor step
         lo, hi = spec.value_range
-        dtype = np.dtype(spec.dtype)
+        dtype: np.dtype[Any] = np.dtype(spec.dtype)
         self._float_out = dtype.kind == "f"
         if self._float_out:
             self._mul = (hi - lo) / 255.0
