@@ -202,3 +202,42 @@ def bench_pipeline(
     if timer.t1 == 0.0:
         raise SourceError(f"{video}: the clip ran out before {frames} frames were classified")
     return {"fps": round(timer.fps, 1), "threads": threads, "frames": frames}
+
+
+# ------------------------------------------------------------------- end to end, lean
+
+
+def lean_classify(model: Path, labels: Path, video: Path, threads: int) -> int:
+    """The lean loop over every frame of ``video`` once, like ``edge classify --fps 1000``:
+    what scripts/bench-classify.sh times against it, start-up included."""
+    from edge.labels import load_labels
+
+    clf = LeanLoopClassifier(model, load_labels(labels), threads)
+    cap = cv2.VideoCapture(str(video))
+    ranked: list[tuple[str, float]] = []
+    steps = 0
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        ranked = clf.classify(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        steps += 1
+    cap.release()
+    if not ranked:
+        raise SourceError(f"{video}: video has no readable frames")
+    print(f"{video.name}: {steps} frames classified by the lean loop")
+    for i, (label, score) in enumerate(ranked, 1):
+        print(f"{i:>3}. {label}  {score:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="the lean loop over a clip, end to end")
+    parser.add_argument("video", type=Path)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--labels", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=2)
+    a = parser.parse_args()
+    raise SystemExit(lean_classify(a.model, a.labels, a.video, a.threads))
