@@ -14,8 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
+from edge.classifiers.stream import RESIZE
 from edge.config import SourceConfig
 from edge.errors import SourceError
+from edge.preprocess import InputSpec, Preprocessor, center_square
 from edge.sources import factory
 from edge.sources.factory import detect_camera, make_capture
 from edge.sources.orientation import Orientation
@@ -94,6 +96,24 @@ def test_lores_yuv420_is_unpadded_and_converted_to_bgr(sim):
     assert mean_abs(frame.image[:, :, ::-1], expected) > 5 * err  # channel order matters
     # The right edge is where stride padding would show up.
     assert mean_abs(frame.image[:, -8:], expected[:, -8:]) < 6.0
+
+
+def test_lores_stream_at_the_models_size_needs_no_resize(sim):
+    cfg = SourceConfig(kind="picamera2", width=640, height=480)
+    capture = make_capture(cfg, model_fps=5.0, model_input=(172, 172))
+    assert capture.scaled_to == 172
+    with capture:
+        frame = capture.get(10.0)
+    assert frame is not None
+    w, h = sim.configured[-1]["lores"]["size"]
+    assert h == 172 and abs(w / h - 640 / 480) < 0.02
+    assert frame.image.shape == (172, w, 3)
+    # The centre crop of a lores frame is exactly the model's input size: nothing to resize.
+    pre = Preprocessor(InputSpec(172, 172, resize=RESIZE))
+    assert pre.resize(center_square(frame.image)).shape == (172, 172, 3)
+    assert np.array_equal(pre.resize(center_square(frame.image)), center_square(frame.image))
+    # Without a model size the lores stream keeps room for any model in use.
+    assert make_capture(cfg, model_fps=5.0).scaled_to == INFERENCE_SHORT_SIDE
 
 
 def test_small_size_uses_main_rgb888_which_is_bgr_in_memory(sim):

@@ -72,12 +72,13 @@ class VideoPipeline:
         if request:
             probe(classifier)
         smoother = parts.smoother or Smoother(classifier.labels, cfg.smoother)
-        if parts.source is not None and parts.source.capture is not None:
-            capture = parts.source.capture
-            return cls(cfg, capture, classifier, smoother, reporter, last, capture_running=True)
+        kept = parts.source.capture if parts.source is not None else None
+        need = max(classifier.input_size)
+        if kept is not None and (kept.scaled_to is None or kept.scaled_to >= need):
+            return cls(cfg, kept, classifier, smoother, reporter, last, capture_running=True)
         from edge.sources.factory import make_capture
 
-        capture = make_capture(cfg.source, model_fps=cfg.model.fps)
+        capture = make_capture(cfg.source, cfg.model.fps, classifier.input_size)
         return cls(cfg, capture, classifier, smoother, reporter, last)
 
     # ------------------------------------------------------------------ protocol

@@ -125,6 +125,9 @@ class Capture:
         if not options.model_fps > 0:
             raise SourceError(f"{description}: model frame rate must be positive")
         self.description = description
+        # The short side frames are scaled to for a model (None: the source's own size);
+        # a model wanting more needs a new capture.
+        self.scaled_to: int | None = None
         self._factory = factory
         self._opt = options
         self._period = 1.0 / options.model_fps

@@ -113,9 +113,17 @@ def detect_camera() -> str | None:
 
 
 def _picamera2_capture(
-    cfg: SourceConfig, model_fps: float, camera: tuple[int, str] | None
+    cfg: SourceConfig,
+    model_fps: float,
+    camera: tuple[int, str] | None,
+    model_input: tuple[int, int] | None = None,
 ) -> Capture:
-    from edge.sources.picamera2 import Picamera2Backend, import_picamera2, pi_cameras
+    from edge.sources.picamera2 import (
+        INFERENCE_SHORT_SIDE,
+        Picamera2Backend,
+        import_picamera2,
+        pi_cameras,
+    )
 
     if camera is None:
         if cfg.uri not in (None, ""):
@@ -149,12 +157,22 @@ def _picamera2_capture(
     num, model = camera
     width, height, fps, timeout = cfg.width, cfg.height, cfg.fps, cfg.frame_timeout_s
 
+    short = max(model_input) if model_input else INFERENCE_SHORT_SIDE
+
     def factory() -> Picamera2Backend:
         return Picamera2Backend(
-            num, model, width=width, height=height, fps=fps, frame_timeout_s=timeout
+            num,
+            model,
+            width=width,
+            height=height,
+            fps=fps,
+            frame_timeout_s=timeout,
+            short_side=short,
         )
 
-    return Capture(factory, f"picamera2 {model}", _options(cfg, model_fps))
+    capture = Capture(factory, f"picamera2 {model}", _options(cfg, model_fps))
+    capture.scaled_to = short if min(width, height) > short else None
+    return capture
 
 
 def _opencv_capture(cfg: SourceConfig, model_fps: float, uri: str) -> Capture:
@@ -186,8 +204,14 @@ def _opencv_capture(cfg: SourceConfig, model_fps: float, uri: str) -> Capture:
     return Capture(factory, describe(target, value), _options(cfg, model_fps))
 
 
-def make_capture(cfg: SourceConfig, model_fps: float) -> Capture:
-    """A Capture for ``cfg`` (not started). Raises SourceError for config that cannot work."""
+def make_capture(
+    cfg: SourceConfig, model_fps: float, model_input: tuple[int, int] | None = None
+) -> Capture:
+    """A Capture for ``cfg`` (not started). Raises SourceError for config that cannot work.
+
+    ``model_input`` (height, width) lets a source that can scale in hardware deliver frames
+    at the model's size (the Pi camera's lores stream); ``Capture.scaled_to`` says so.
+    """
     if not model_fps > 0:
         raise SourceError(f"model.fps must be positive, not {model_fps}")
     if cfg.kind == "command":
@@ -195,7 +219,7 @@ def make_capture(cfg: SourceConfig, model_fps: float) -> Capture:
             "source.kind 'command' takes still photos (mode: still), it cannot feed video mode"
         )
     if cfg.kind == "picamera2":
-        return _picamera2_capture(cfg, model_fps, None)
+        return _picamera2_capture(cfg, model_fps, None, model_input)
     if cfg.kind == "opencv":
         if not cfg.uri:
             raise SourceError(
@@ -208,7 +232,7 @@ def make_capture(cfg: SourceConfig, model_fps: float) -> Capture:
         return _opencv_capture(cfg, model_fps, cfg.uri)
     pi = _pi_camera()
     if pi is not None:
-        return _picamera2_capture(cfg, model_fps, pi)
+        return _picamera2_capture(cfg, model_fps, pi, model_input)
     device = _first_v4l2_device()
     if device is not None:
         return _opencv_capture(cfg, model_fps, device)

@@ -28,8 +28,10 @@ import numpy as np
 
 from edge.errors import SourceError
 
-# Short side of the lores stream: above the largest square model input in use
-# (MoViNet A0/A1 172, A2 224, still models 224/227) with room for a centre crop.
+# Short side of the lores stream when the model's input size is not known: above the
+# largest square model input in use (MoViNet A0/A1 172, A2 224, still models 224/227).
+# Sized for a known model, the lores stream's short side is the model's side, so the
+# centre crop is the model's input with no resize at all.
 INFERENCE_SHORT_SIDE = 256
 
 
@@ -89,6 +91,7 @@ class Picamera2Backend:
         fps: float,
         frame_timeout_s: float,
         buffer_count: int = 4,
+        short_side: int = INFERENCE_SHORT_SIDE,
     ) -> None:
         self.camera_num = camera_num
         self.description = f"picamera2 {model}"
@@ -96,6 +99,7 @@ class Picamera2Backend:
         self._fps = fps
         self._timeout = frame_timeout_s
         self._buffer_count = buffer_count
+        self._short_side = max(2, short_side + short_side % 2)
         self._cam: Any = None
         self._request: Any = None
         self._stream = "main"
@@ -117,8 +121,8 @@ class Picamera2Backend:
         self._cam = cam
         w, h = self._main_size
         lores = None
-        if min(w, h) > INFERENCE_SHORT_SIDE:
-            lores = {"size": lores_size(w, h), "format": "YUV420"}
+        if min(w, h) > self._short_side:
+            lores = {"size": lores_size(w, h, self._short_side), "format": "YUV420"}
         duration = round(1_000_000 / self._fps)
         try:
             config = cam.create_video_configuration(
