@@ -137,7 +137,7 @@ system_packages() {
     say "installing system packages: ${apt_missing[*]}"
     changed=1
     $sudo_ apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${apt_missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
   fi
   # A broker installed from Debian starts itself; the tests and the demo run their own.
 }
