@@ -1,4 +1,7 @@
-"""A real Mosquitto for tests: one per test, on a free 127.0.0.1 port, in the test's tmp dir.
+"""Real brokers for tests: one per test, on a free 127.0.0.1 port, in the test's tmp dir.
+
+Mosquitto (MQTT 5 and 3.1.1) is the default; NATS's MQTT gateway (nats-server, 3.1.1 only,
+its state in JetStream) is the second broker, with the same interface.
 
 Usage in a test module::
 
@@ -9,9 +12,12 @@ Usage in a test module::
             ...
             sub.wait_for(lambda msgs: any(m.topic.endswith("/state") for m in msgs))
 
-    def test_y(broker_factory, tmp_path):    # options: users, ACL, TLS
+    def test_y(broker_factory, tmp_path):    # options: users, ACL, TLS, a bridge
         ca = make_test_ca(tmp_path / "ca")
         b = broker_factory(users={"dev1": "pw"}, acl=ACL, tls=ca)
+        site = broker_factory(bridge=(central.port, "edge/#"))  # forwards edge/# out, QoS 1
+
+    def test_z(nats_broker):                 # NATS, with JetStream in the test's tmp dir
 
 ``Broker.stop()`` (SIGTERM: Mosquitto saves retained messages and persistent sessions),
 ``start()`` (same port, same config, same data) and ``kill()`` (SIGKILL) let a test take the
@@ -19,8 +25,9 @@ broker away mid-run; ``TcpProxy`` takes the network away from one client instead
 or cut). ``broker.mqtt_config(**overrides)`` gives an ``MqttConfig`` pointing at it with
 short reconnect delays; ``make_test_ca(dir)`` makes a CA, server and client certificates
 with openssl; ``wait_until(cond)`` polls any condition with a timeout. Every broker a
-fixture made is killed at test end, whatever happened. If ``mosquitto`` is missing the test
-is skipped locally and fails in CI (``require_mosquitto``).
+fixture made is killed at test end, whatever happened. If ``mosquitto`` (or ``nats-server``)
+is missing the test is skipped locally and fails in CI (``require_mosquitto``,
+``require_nats``).
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from tests.conftest import IN_CI
 
 MOSQUITTO = Path(shutil.which("mosquitto") or "/usr/sbin/mosquitto")
 MOSQUITTO_PASSWD = Path(shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd")
+NATS_SERVER = Path(shutil.which("nats-server") or "/usr/sbin/nats-server")
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 HOST = "127.0.0.1"
 
@@ -58,6 +66,15 @@ def require_mosquitto(*, passwd: bool = False) -> None:
     ]
     if missing:
         msg = "missing " + ", ".join(missing) + " (apt-get install mosquitto)"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def require_nats() -> None:
+    """nats-server is the second real broker: skip locally, fail in CI."""
+    if not NATS_SERVER.exists():
+        msg = f"missing {NATS_SERVER} (apt-get install nats-server)"
         if IN_CI:
             pytest.fail(msg)
         pytest.skip(msg)
@@ -219,79 +236,37 @@ class TcpProxy:
         self.close()
 
 
-class Broker:
-    """One Mosquitto process with its own config, data and log in ``workdir``.
+class _BrokerProcess:
+    """What every test broker shares: one process on ``port``, its log, clients for it."""
 
-    users: name -> password, written with ``mosquitto_passwd -b -c``; anonymous access is
-    then refused. acl: the text of an ACL file (``user x`` / ``topic readwrite a/#`` lines).
-    tls: a TestCA; the listener then speaks TLS only. require_certificate: TLS clients must
-    present a certificate signed by the CA.
-    """
+    name = "broker"
+    workdir: Path
+    port: int
+    log_path: Path
+    tls: TestCA | None = None
+    protocol = "auto"  # mqtt.protocol in the configs mqtt_config() makes for this broker
 
-    def __init__(
-        self,
-        workdir: Path,
-        *,
-        users: dict[str, str] | None = None,
-        acl: str | None = None,
-        tls: TestCA | None = None,
-        require_certificate: bool = False,
-        persistence: bool = True,
-        port: int | None = None,
-    ) -> None:
+    def __init__(self, workdir: Path, port: int | None) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.host = HOST
         self.port = port or free_port()
-        self.tls = tls
-        self.users = dict(users or {})
         self.proc: subprocess.Popen | None = None
-        self.log_path = self.workdir / "mosquitto.log"
-        self.conf_path = self.workdir / "mosquitto.conf"
-        lines = [
-            f"listener {self.port} {HOST}",
-            f"allow_anonymous {'false' if users else 'true'}",
-            f"log_dest file {self.log_path}",
-            "log_type all",
-            "connection_messages true",
-            "max_queued_messages 100000",
-            "queue_qos0_messages true",  # QoS 0 (stats) also waits for persistent sessions
-        ]
-        if os.geteuid() == 0:
-            # As root Mosquitto would switch to user "mosquitto", who cannot read a 0700 tmp dir.
-            lines.append("user root")
-        if persistence:
-            data = self.workdir / "data"
-            data.mkdir(exist_ok=True)
-            lines += ["persistence true", f"persistence_location {data}/"]
-        if users:
-            require_mosquitto(passwd=True)
-            pw = self.workdir / "passwd"
-            for i, (name, password) in enumerate(self.users.items()):
-                args = ["-b", *(["-c"] if i == 0 else []), str(pw), name, password]
-                subprocess.run([str(MOSQUITTO_PASSWD), *args], check=True, capture_output=True)
-            lines.append(f"password_file {pw}")
-        if acl is not None:
-            acl_path = self.workdir / "acl"
-            acl_path.write_text(acl)
-            lines.append(f"acl_file {acl_path}")
-        if tls is not None:
-            lines += [
-                f"cafile {tls.ca_cert}",
-                f"certfile {tls.server_cert}",
-                f"keyfile {tls.server_key}",
-                f"require_certificate {'true' if require_certificate else 'false'}",
-            ]
-        self.conf_path.write_text("\n".join(lines) + "\n")
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _require(self) -> None:
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ process
-    def start(self, timeout: float = 10.0) -> Broker:
+    def start(self, timeout: float = 20.0):
         """Start (again, on the same port) and return once it accepts TCP connections."""
-        require_mosquitto()
+        self._require()
         if self.proc is not None and self.proc.poll() is None:
             return self
         self.proc = subprocess.Popen(
-            [str(MOSQUITTO), "-c", str(self.conf_path)],
+            self._command(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -299,11 +274,11 @@ class Broker:
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}:\n{self.log()}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
             with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), 0.2):
                 return self
             if time.monotonic() > deadline:
-                raise RuntimeError(f"mosquitto did not listen on {self.port}:\n{self.log()}")
+                raise RuntimeError(f"{self.name} did not listen on {self.port}:\n{self.log()}")
             time.sleep(0.01)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -346,6 +321,7 @@ class Broker:
             "reconnect_min_s": 0.1,
             "reconnect_max_s": 0.5,
             "keepalive_s": 10,
+            "protocol": self.protocol,
         }
         if self.tls is not None:
             fields["tls"] = TlsConfig(ca_file=self.tls.ca_cert)
@@ -357,6 +333,120 @@ class Broker:
         if self.tls is not None:
             kw.setdefault("ca_file", self.tls.ca_cert)
         return Subscriber(self.host, self.port, topics or ("#",), **kw)
+
+
+class Broker(_BrokerProcess):
+    """One Mosquitto process with its own config, data and log in ``workdir``.
+
+    users: name -> password, written with ``mosquitto_passwd -b -c``; anonymous access is
+    then refused. acl: the text of an ACL file (``user x`` / ``topic readwrite a/#`` lines).
+    tls: a TestCA; the listener then speaks TLS only. require_certificate: TLS clients must
+    present a certificate signed by the CA. bridge: (port, pattern) of a central broker on
+    127.0.0.1 that this one forwards ``pattern`` to at QoS 1 (``topic <pattern> out 1``),
+    keeping what it cannot forward yet (a persistent bridge session).
+    """
+
+    name = "mosquitto"
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        users: dict[str, str] | None = None,
+        acl: str | None = None,
+        tls: TestCA | None = None,
+        require_certificate: bool = False,
+        persistence: bool = True,
+        port: int | None = None,
+        bridge: tuple[int, str] | None = None,
+    ) -> None:
+        super().__init__(workdir, port)
+        self.tls = tls
+        self.users = dict(users or {})
+        self.log_path = self.workdir / "mosquitto.log"
+        self.conf_path = self.workdir / "mosquitto.conf"
+        lines = [
+            f"listener {self.port} {HOST}",
+            f"allow_anonymous {'false' if users else 'true'}",
+            f"log_dest file {self.log_path}",
+            "log_type all",
+            "connection_messages true",
+            "max_queued_messages 100000",
+            "queue_qos0_messages true",  # QoS 0 (stats) also waits for persistent sessions
+        ]
+        if os.geteuid() == 0:
+            # As root Mosquitto would switch to user "mosquitto", who cannot read a 0700 tmp dir.
+            lines.append("user root")
+        if persistence:
+            data = self.workdir / "data"
+            data.mkdir(exist_ok=True)
+            lines += ["persistence true", f"persistence_location {data}/"]
+        if users:
+            require_mosquitto(passwd=True)
+            pw = self.workdir / "passwd"
+            for i, (name, password) in enumerate(self.users.items()):
+                args = ["-b", *(["-c"] if i == 0 else []), str(pw), name, password]
+                subprocess.run([str(MOSQUITTO_PASSWD), *args], check=True, capture_output=True)
+            lines.append(f"password_file {pw}")
+        if acl is not None:
+            acl_path = self.workdir / "acl"
+            acl_path.write_text(acl)
+            lines.append(f"acl_file {acl_path}")
+        if tls is not None:
+            lines += [
+                f"cafile {tls.ca_cert}",
+                f"certfile {tls.server_cert}",
+                f"keyfile {tls.server_key}",
+                f"require_certificate {'true' if require_certificate else 'false'}",
+            ]
+        if bridge is not None:
+            central_port, pattern = bridge
+            lines += [
+                "connection central",
+                f"address {HOST}:{central_port}",
+                f"topic {pattern} out 1",
+                "cleansession false",
+                "restart_timeout 1 2",  # try the central broker again within ~2 s
+                "notifications false",
+            ]
+        self.conf_path.write_text("\n".join(lines) + "\n")
+
+    def _require(self) -> None:
+        require_mosquitto()
+
+    def _command(self) -> list[str]:
+        return [str(MOSQUITTO), "-c", str(self.conf_path)]
+
+
+class NatsBroker(_BrokerProcess):
+    """nats-server with its MQTT gateway (MQTT 3.1.1 only), JetStream under ``workdir``.
+
+    Retained messages, sessions and QoS 1 messages waiting for a subscriber live in
+    JetStream streams, so they outlive ``stop()``/``kill()`` and ``start()``.
+    """
+
+    name = "nats-server"
+
+    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+        super().__init__(workdir, port)
+        self.client_port = free_port()  # NATS's own protocol; the tests speak only MQTT
+        self.log_path = self.workdir / "nats.log"
+        self.conf_path = self.workdir / "nats.conf"
+        store = self.workdir / "jetstream"
+        self.conf_path.write_text(
+            f"server_name: edge-test-{self.port}\n"
+            f"listen: {HOST}:{self.client_port}\n"
+            f'jetstream {{ store_dir: "{store}" }}\n'
+            # A message delivered but not acknowledged (the subscriber's connection died) is
+            # sent again after ack_wait (default 30 s); tests do not wait that long.
+            f'mqtt {{ listen: {HOST}:{self.port}, ack_wait: "2s" }}\n'
+        )
+
+    def _require(self) -> None:
+        require_nats()
+
+    def _command(self) -> list[str]:
+        return [str(NATS_SERVER), "-c", str(self.conf_path), "-l", str(self.log_path)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -546,6 +636,31 @@ def broker_factory_fixture(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
 def broker_fixture(broker_factory: Callable[..., Broker]) -> Broker:
     """A started anonymous Mosquitto with persistence, on its own port."""
     return broker_factory()
+
+
+BROKERS = ("mosquitto-5", "mosquitto-3.1.1", "nats-3.1.1")
+"""Every broker and protocol edge is tested on; NATS is reached through ``protocol: auto``."""
+
+
+@pytest.fixture(name="any_broker", params=BROKERS)
+def any_broker_fixture(request: pytest.FixtureRequest) -> _BrokerProcess:
+    """Each of BROKERS in turn: the same test on Mosquitto with MQTT 5 and 3.1.1, and NATS."""
+    if request.param.startswith("nats"):
+        return request.getfixturevalue("nats_broker")
+    b = request.getfixturevalue("broker")
+    b.protocol = "3.1.1" if request.param.endswith("3.1.1") else "5"
+    return b
+
+
+@pytest.fixture(name="nats_broker")
+def nats_broker_fixture(tmp_path: Path) -> Iterator[NatsBroker]:
+    """A started nats-server with its MQTT gateway on its own port; killed at test end."""
+    require_nats()
+    b = NatsBroker(tmp_path / "nats")
+    try:
+        yield b.start()
+    finally:
+        b.kill()
 
 
 # The plain names can be imported too, at the price of a ruff F811 on each test that takes
