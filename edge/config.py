@@ -139,8 +139,21 @@ class MqttConfig(Section):
     port: int = Field(1883, ge=1, le=65535)
     client_id: str | None = None  # default: edge-<device_id>
     topic_prefix: str = "edge"
-    qos: Literal[0, 1, 2] = 1
+    # auto: MQTT 5, or 3.1.1 when the broker refuses 5 (NATS, older appliance brokers).
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    qos: Literal[0, 1, 2] = 1  # only 1 is accepted, see _one
     keepalive_s: int = Field(30, ge=5, le=3600)
+    # Outbox messages on the wire unacknowledged at once (on MQTT 5 also under the broker's
+    # Receive Maximum; 3.1.1 has none, so set this to what the broker allows).
+    max_inflight: int = Field(20, ge=1, le=65535)
+    # How long the broker keeps the session (command subscription and commands queued for
+    # the device) after a disconnect; 0: no persistent session. MQTT 3.1.1 has no expiry:
+    # any value above 0 keeps the session until the broker's own limit.
+    session_expiry_s: int = Field(3600, ge=0, le=4_294_967_295)
+    # Commands taken per second (token bucket, bursts up to command_burst); the rest are
+    # dropped unanswered and counted in stats.
+    command_rate_per_s: float = Field(5.0, gt=0, allow_inf_nan=False)
+    command_burst: int = Field(20, ge=1, le=10_000)
     username: str | None = None
     # The password is never written in config: a file, or an environment variable.
     password_file: Path | None = None
@@ -161,6 +174,23 @@ class MqttConfig(Section):
     def _topic(cls, v: str) -> str:
         if not v or any(c in v for c in "#+\0") or v.startswith("/") or v.endswith("/"):
             raise ValueError("must be a non-empty topic without wildcards or leading/trailing /")
+        return v
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol(cls, v: object) -> object:
+        # YAML reads `protocol: 5` as a number.
+        return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+    @field_validator("qos")
+    @classmethod
+    def _one(cls, v: int) -> int:
+        if v != 1:
+            raise ValueError(
+                "must be 1: state, events and results are sent at QoS 1 and again from the"
+                " outbox until acknowledged (subscribers de-duplicate on seq); QoS 2 cannot"
+                " make that exactly-once across reconnects"
+            )
         return v
 
     @model_validator(mode="after")

@@ -9,10 +9,17 @@ from pathlib import Path
 import pytest
 
 from edge.errors import CommandError
+from edge.mqtt.inbox import TokenBucket
 from edge.mqtt.payloads import Command, CommandRejected, ReplyPayload, parse_command
 from edge.mqtt.publisher import Publisher
 from edge.mqtt.topics import Topics
-from tests.support.broker import broker_factory_fixture, broker_fixture, wait_until  # noqa: F401
+from tests.support.broker import (  # noqa: F401
+    any_broker_fixture,
+    broker_factory_fixture,
+    broker_fixture,
+    nats_broker_fixture,
+    wait_until,
+)
 
 T = Topics("edge", "dev1")
 LIMIT = 512
@@ -91,12 +98,13 @@ def test_reply_topics_are_not_command_topics() -> None:
 # --------------------------------------------------------------------------- live
 
 
-def test_live_commands_valid_malformed_oversized(broker, tmp_path: Path) -> None:
+def test_live_commands_valid_malformed_oversized(any_broker, tmp_path: Path) -> None:
+    broker = any_broker
     cfg = broker.mqtt_config(max_command_bytes=LIMIT)
     pub = Publisher(cfg, "dev1", tmp_path / "o.sqlite")
     try:
         with broker.subscriber("edge/dev1/#") as sub:
-            # A retained command would run again on every reconnect: it is refused.
+            # A retained command would run again on every connection: never run, never answered.
             sub.publish(T.command("classify"), b'{"id": "r"}', retain=True)
             pub.start()
             sub.wait_payload(T.availability, "online")
@@ -123,8 +131,9 @@ def test_live_commands_valid_malformed_oversized(broker, tmp_path: Path) -> None
                 bodies = [ReplyPayload.model_validate(m.json()) for m in replies]
                 assert all(not b.ok and b.error for b in bodies)
                 assert [b.id for b in bodies] == ids
-            retained = ReplyPayload.model_validate(sub.wait_count(T.reply("classify"), 1)[0].json())
-            assert "retained" in (retained.error or "") and retained.id == "r"
+            # The retained command came before all of these, so an answer would be here by now.
+            assert sub.on(T.reply("classify")) == []
+            assert pub._inbox.retained_ignored == 1
             big = ReplyPayload.model_validate(sub.on(T.reply("model"))[0].json())
             assert "too large" in (big.error or "")
 
@@ -151,3 +160,65 @@ def test_deeply_nested_json_is_rejected_not_raised() -> None:
     payload = b"[" * 3000  # under the size limit, deeper than the parser goes
     with pytest.raises(CommandRejected, match="nested too deeply"):
         parse_command("model", payload, 4096)
+
+
+# --------------------------------------------------------------------------- rate limit
+
+
+def test_token_bucket_takes_a_burst_then_the_rate() -> None:
+    now = [100.0]
+    bucket = TokenBucket(rate=2.0, burst=3, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(5)] == [True, True, True, False, False]
+    now[0] += 0.5  # one token back at 2/s
+    assert [bucket.take() for _ in range(2)] == [True, False]
+    now[0] += 60  # a long quiet spell saves up no more than the burst
+    assert sum(bucket.take() for _ in range(10)) == 3
+
+
+def test_commands_over_the_rate_are_dropped_unanswered_and_counted(broker, tmp_path: Path) -> None:
+    # A rate so low that no token comes back during the test: exactly the burst is taken.
+    cfg = broker.mqtt_config(command_rate_per_s=0.001, command_burst=3)
+    pub = Publisher(cfg, "dev1", tmp_path / "o.sqlite")
+    try:
+        with broker.subscriber("edge/dev1/#") as sub:
+            pub.start()
+            sub.wait_payload(T.availability, "online")
+            for i in range(10):
+                sub.publish(T.command("dance"), f'{{"id": "d{i}"}}')
+            wait_until(lambda: pub.commands_dropped == 7, what="7 commands dropped")
+            replies = sub.wait_count(T.reply("dance"), 3)
+            assert [m.json()["id"] for m in replies] == ["d0", "d1", "d2"]
+            pub.publish_stats({"n": 1})
+            stats = sub.wait_count(T.stats, 1)[0].json()
+            assert stats["commands_dropped"] == 7
+            assert stats["mqtt_protocol"] == "5"
+            # Nothing more was answered: the stats message came after every command.
+            assert len(sub.on(T.reply("dance"))) == 3
+    finally:
+        pub.stop()
+
+
+def test_a_live_retained_command_is_not_run_on_mqtt5(broker, tmp_path: Path) -> None:
+    """MQTT 5 keeps the retain flag on live delivery (retainAsPublished), so it is seen."""
+    pub = Publisher(broker.mqtt_config(), "dev1", tmp_path / "o.sqlite")
+    try:
+        with broker.subscriber("edge/dev1/#") as sub:
+            pub.start()
+            sub.wait_payload(T.availability, "online")
+            sub.publish(T.command("reset"), '{"id": "kept"}', retain=True)
+            sub.publish(T.command("reset"), '{"id": "live"}')
+            assert pub.commands().get(timeout=20).id == "live"
+            assert pub._inbox.retained_ignored == 1
+            pub.stop()
+            # Connecting again (same session) does not fetch the retained command again.
+            again = Publisher(broker.mqtt_config(), "dev1", tmp_path / "o.sqlite")
+            again.start()
+            try:
+                wait_until(lambda: again.connected, what="reconnected")
+                sub.publish(T.command("reset"), '{"id": "next"}')
+                assert again.commands().get(timeout=20).id == "next"
+                assert again._inbox.retained_ignored == 0
+            finally:
+                again.stop()
+    finally:
+        pub.stop()

@@ -26,9 +26,12 @@ from edge.mqtt.publisher import Publisher
 from edge.mqtt.topics import Topics
 from tests.support.broker import (  # noqa: F401
     Broker,
+    NatsBroker,
     TcpProxy,
+    any_broker_fixture,
     broker_factory_fixture,
     broker_fixture,
+    nats_broker_fixture,
     wait_until,
 )
 from tests.support.hass import check_device_payload
@@ -44,7 +47,7 @@ def make_pub(tmp_path: Path) -> Iterator[Callable[..., Publisher]]:
     """Build publishers (outbox in tmp_path unless given); every one is stopped at test end."""
     made: list[Publisher] = []
 
-    def make(broker: Broker, device_id: str = DEV, *, outbox: Path | None = None, **kw: Any):
+    def make(broker: Any, device_id: str = DEV, *, outbox: Path | None = None, **kw: Any):
         cfg = broker.mqtt_config(**kw.pop("cfg", {}))
         kw.setdefault("model_info", lambda: MODEL)
         pub = Publisher(cfg, device_id, outbox or tmp_path / f"outbox-{len(made)}.sqlite", **kw)
@@ -69,13 +72,14 @@ def _in_order_without_gaps(seqs: list[int], n: int) -> bool:
     return first == list(range(1, n + 1))
 
 
-def _proc_spec(broker: Broker, outbox: Path, **kw: Any) -> dict:
+def _proc_spec(broker: Any, outbox: Path, **kw: Any) -> dict:
     mqtt = {
         "host": broker.host,
         "port": broker.port,
         "reconnect_min_s": 0.1,
         "reconnect_max_s": 0.5,
         "keepalive_s": 10,
+        "protocol": broker.protocol,
     }
     return {"mqtt": mqtt, "device_id": DEV, "outbox": str(outbox), **kw}
 
@@ -83,29 +87,31 @@ def _proc_spec(broker: Broker, outbox: Path, **kw: Any) -> dict:
 # --------------------------------------------------------------------------- availability
 
 
-def test_availability_online_then_stopped_and_retained(broker, make_pub) -> None:
-    with broker.subscriber(T.availability) as sub:
-        pub = make_pub(broker)
+def test_availability_online_then_stopped_and_retained(any_broker, make_pub) -> None:
+    with any_broker.subscriber(T.availability) as sub:
+        pub = make_pub(any_broker)
         pub.start()
         sub.wait_payload(T.availability, "online")
         wait_until(lambda: pub.connected, what="connected flag")
+        # protocol: auto takes MQTT 5 where the broker has it, else falls back to 3.1.1.
+        assert pub.protocol == ("5" if any_broker.protocol == "5" else "3.1.1")
         pub.stop()
         sub.wait_payload(T.availability, "stopped")
         assert [m.text for m in sub.on(T.availability)] == ["online", "stopped"]
-    with broker.subscriber(T.availability) as late:  # a newcomer gets the retained value
+    with any_broker.subscriber(T.availability) as late:  # a newcomer gets the retained value
         msg = late.wait_payload(T.availability, "stopped")
         assert msg.retain
 
 
-def test_last_will_offline_after_kill9(broker, tmp_path: Path) -> None:
-    spec = _proc_spec(broker, tmp_path / "o.sqlite", then="connected")
-    with broker.subscriber(T.availability) as sub, Child(spec) as child:
+def test_last_will_offline_after_kill9(any_broker, tmp_path: Path) -> None:
+    spec = _proc_spec(any_broker, tmp_path / "o.sqlite", then="connected")
+    with any_broker.subscriber(T.availability) as sub, Child(spec) as child:
         child.expect("queued")
         child.expect("connected")
         sub.wait_payload(T.availability, "online")
         child.kill9()
         sub.wait_payload(T.availability, "offline")
-    with broker.subscriber(T.availability) as late:
+    with any_broker.subscriber(T.availability) as late:
         assert late.wait_payload(T.availability, "offline").retain
 
 
@@ -124,9 +130,9 @@ def test_starts_while_broker_is_down(broker, make_pub) -> None:
 # --------------------------------------------------------------------------- schemas
 
 
-def test_message_schemas_retain_and_qos(broker, make_pub) -> None:
-    pub = make_pub(broker, cfg={"predictions_max_hz": 50.0})
-    with broker.subscriber("edge/#") as sub:
+def test_message_schemas_retain_and_qos(any_broker, make_pub) -> None:
+    pub = make_pub(any_broker, cfg={"predictions_max_hz": 50.0})
+    with any_broker.subscriber("edge/#") as sub:
         pub.start()
         sub.wait_payload(T.availability, "online")
         top = [{"label": "walking", "score": 0.8123456}, {"label": "running", "score": 0.1}]
@@ -183,7 +189,7 @@ def test_message_schemas_retain_and_qos(broker, make_pub) -> None:
     (state,) = sub.on(T.state)
     s = StatePayload.model_validate(state.json())
     assert state.qos == 1
-    with broker.subscriber(T.state) as late:  # retained: a newcomer gets it at once
+    with any_broker.subscriber(T.state) as late:  # retained: a newcomer gets it at once
         assert late.wait_count(T.state, 1)[0].retain
     assert (s.label, s.mode, s.model.name, s.top[0].score) == (
         "walking",
@@ -239,11 +245,18 @@ def test_predictions_are_rate_limited_and_not_queued_offline(broker, make_pub) -
 # --------------------------------------------------------------------------- no data lost
 
 
-def test_broker_restart_mid_run_loses_no_event(broker, make_pub) -> None:
+def test_broker_restart_mid_run_loses_no_event(any_broker, make_pub) -> None:
     """Events keep coming from another thread while the broker goes away and comes back."""
     # A persistent session: the broker keeps what arrives for the subscriber across its restart.
-    sub = broker.subscriber(T.events, persistent=True, client_id="events-watcher")
-    pub = make_pub(broker)
+    watch = lambda: any_broker.subscriber(T.events, persistent=True, client_id="events-watcher")  # noqa: E731
+    sub = watch()
+    # NATS 2.9 can lose, for a subscriber, messages it is delivering to it at the moment it
+    # stops (after acknowledging them to edge): there the watcher is away for the whole run,
+    # its session keeping everything, and reads it all at the end.
+    away = isinstance(any_broker, NatsBroker)
+    if away:
+        sub.close()
+    pub = make_pub(any_broker)
     pub.start()
     sent = 0
     done = threading.Event()
@@ -258,19 +271,24 @@ def test_broker_restart_mid_run_loses_no_event(broker, make_pub) -> None:
     producer = threading.Thread(target=produce)
     producer.start()
     try:
-        sub.wait_count(T.events, 20)
-        broker.stop()
+        if away:
+            wait_until(lambda: sent >= 20 and pub.outbox_depth < sent - 10, what="20 events sent")
+        else:
+            sub.wait_count(T.events, 20)
+        any_broker.stop()
         wait_until(lambda: not pub.connected, what="publisher to notice the broker is gone")
         offline_from = sent
         wait_until(lambda: sent >= offline_from + 20, what="events published while offline")
         assert pub.outbox_depth >= 20
-        broker.start()
+        any_broker.start()
         wait_until(lambda: pub.connected, what="reconnect")
         online_from = sent
         wait_until(lambda: sent >= online_from + 20, what="events published after the restart")
     finally:
         done.set()
         producer.join(10)
+    if away:
+        sub = watch()
     try:
         sub.wait_for(lambda ms: _in_order_without_gaps(_events(sub), sent), 30, f"events 1..{sent}")
         wait_until(lambda: pub.outbox_depth == 0, what="outbox drained")
@@ -280,10 +298,10 @@ def test_broker_restart_mid_run_loses_no_event(broker, make_pub) -> None:
         sub.close()
 
 
-def test_network_loss_with_messages_in_flight_resends_them(broker, make_pub) -> None:
+def test_network_loss_with_messages_in_flight_resends_them(any_broker, make_pub) -> None:
     """Messages sent into a dead link (no PUBACK) are sent again on the next connection."""
-    with TcpProxy(broker.port) as link, broker.subscriber(T.events, T.availability) as sub:
-        pub = make_pub(broker, cfg={"port": link.port})
+    with TcpProxy(any_broker.port) as link, any_broker.subscriber(T.events, T.availability) as sub:
+        pub = make_pub(any_broker, cfg={"port": link.port})
         pub.start()
         pub.publish_event({"type": "start", "label": "before"})
         sub.wait_count(T.events, 1)
@@ -306,20 +324,20 @@ def test_network_loss_with_messages_in_flight_resends_them(broker, make_pub) -> 
 
 
 def test_kill9_with_undelivered_outbox_then_restart_delivers_in_order(
-    broker, tmp_path: Path
+    any_broker, tmp_path: Path
 ) -> None:
     outbox = tmp_path / "o.sqlite"
-    broker.stop()  # nothing can be delivered by the first process
-    with Child(_proc_spec(broker, outbox, events=25, then="hold")) as first:
+    any_broker.stop()  # nothing can be delivered by the first process
+    with Child(_proc_spec(any_broker, outbox, events=25, then="hold")) as first:
         assert first.expect("queued") == "queued 25"
         first.kill9()
     db = sqlite3.connect(outbox)
     assert db.execute("SELECT COUNT(*) FROM outbox WHERE kind = 'event'").fetchone()[0] == 25
     db.close()
 
-    broker.start()
-    spec = _proc_spec(broker, outbox, events=5, then="drain")
-    with broker.subscriber(T.events, T.availability) as sub, Child(spec) as second:
+    any_broker.start()
+    spec = _proc_spec(any_broker, outbox, events=5, then="drain")
+    with any_broker.subscriber(T.events, T.availability) as sub, Child(spec) as second:
         second.expect("queued")
         second.expect("connected")
         second.expect("drained")
@@ -330,13 +348,14 @@ def test_kill9_with_undelivered_outbox_then_restart_delivers_in_order(
         sub.wait_payload(T.availability, "stopped")
 
 
-def test_full_outbox_while_offline_drops_stats_never_events(broker, make_pub) -> None:
-    # The watcher's persistent session outlives the broker restart, so nothing the publisher
-    # delivers before the watcher reconnects is lost on the watcher's side.
+def test_full_outbox_while_offline_drops_stats_never_events(
+    broker, make_pub, tmp_path: Path
+) -> None:
+    outbox = tmp_path / "bound.sqlite"
     sub = broker.subscriber(T.events, T.stats, persistent=True, client_id="bound-watcher")
     try:
         broker.stop()
-        pub = make_pub(broker, cfg={"outbox_max_messages": 100})
+        pub = make_pub(broker, outbox=outbox, cfg={"outbox_max_messages": 100})
         pub.start()
         for i in range(80):
             pub.publish_stats({"n": i})
@@ -344,7 +363,13 @@ def test_full_outbox_while_offline_drops_stats_never_events(broker, make_pub) ->
             pub.publish_event({"type": "start", "label": "x"})
         assert pub.outbox_depth == 100
         assert pub.dropped == 40  # the 40 oldest stats made room for events
+        pub.stop(timeout=0.5)
         broker.start()
+        # Mosquitto 2.0.11 can keep the QoS 1 messages it queued, behind QoS 0 ones, for a
+        # restored session that reconnects later: the watcher is back before delivery starts.
+        sub.wait_connected()
+        pub = make_pub(broker, outbox=outbox, cfg={"outbox_max_messages": 100})
+        pub.start()
         sub.wait_for(lambda ms: _in_order_without_gaps(_events(sub), 60), 30, "events 1..60")
         sub.wait_count(T.stats, 40)
         assert [m.json()["n"] for m in sub.on(T.stats)] == list(range(40, 80))

@@ -123,6 +123,8 @@ class StatsPayload(_Out):
     pss_mb: float | None = None
     cgroup_mb: float | None = None  # the unit's cgroup, when it has one of its own
     mqtt_reconnects: int
+    mqtt_protocol: Literal["5", "3.1.1"]
+    commands_dropped: int  # over the command rate limit, unanswered
 
 
 class ReplyPayload(_Out):

@@ -3,18 +3,15 @@
 Threads and ownership:
 
 * paho's network thread (``loop_start``) runs the callbacks. They only flip flags, queue
-  acknowledgements and commands, and publish directly (availability, discovery, replies to
-  malformed commands). ``on_publish`` runs while paho holds its message lock, so it never
-  takes ours: it hands the ack to the outbox thread through a queue.
-* the outbox thread sends waiting rows in order, at most ``WINDOW`` unacknowledged at a time,
-  and deletes a row only when the broker acknowledged it (PUBACK for QoS 1, the socket write
-  for QoS 0 stats).
+  acknowledgements and commands (edge/mqtt/inbox.py), and publish directly (availability,
+  discovery, command replies).
+* the outbox thread (edge/mqtt/sender.py) sends waiting rows in order, at most
+  ``mqtt.max_inflight`` unacknowledged, and deletes each once acknowledged. It also replaces
+  the client when the broker refuses MQTT 5 and ``mqtt.protocol`` is ``auto``.
 * the caller's thread (the daemon's main loop) stores messages in the outbox and returns.
 
-The outbox is the only copy that matters: on every new connection paho's own queue of
-unacknowledged messages is dropped and the outbox is sent again from its oldest row, so
-delivery resumes in order after broker restarts, network loss and process restarts alike
-(at-least-once: a message whose PUBACK was lost arrives twice, never out of order).
+Command replies do not pass through the outbox: they answer a request on the connection it
+came on, and a reply stored durably per command is what let a command flood delay events.
 """
 
 from __future__ import annotations
@@ -23,7 +20,6 @@ import contextlib
 import logging
 import queue
 import sqlite3
-import ssl
 import sys
 import threading
 import time
@@ -32,39 +28,32 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge import __version__
-from edge.config import MqttConfig, TlsConfig
+from edge.config import MqttConfig
 from edge.errors import ConfigError
 from edge.mqtt import outbox as ob
+from edge.mqtt import session
 from edge.mqtt.discovery import Mode, discovery_messages
-from edge.mqtt.payloads import (
-    COMMAND_SCHEMAS,
-    Command,
-    CommandArgs,
-    CommandRejected,
-    encode,
-    parse_command,
-    reply_payload,
-)
-from edge.mqtt.topics import AVAILABLE, OFFLINE, STOPPED, Topics
+from edge.mqtt.inbox import Inbox
+from edge.mqtt.payloads import COMMAND_SCHEMAS, Command, CommandArgs, encode, reply_payload
+from edge.mqtt.sender import Sender
+from edge.mqtt.topics import AVAILABLE, STOPPED, Topics
 
 __all__ = ["Command", "Publisher"]
 
 log = logging.getLogger(__name__)
 
-WINDOW = 20  # unacknowledged outbox messages on the wire at once (paho's default in-flight)
-COMMAND_QUEUE = 64  # validated commands waiting for the daemon; more get a "busy" reply
+DIRECT_ROOM = 10  # paho in-flight slots beyond the outbox's: availability, discovery, replies
 
 
 class Publisher:
     """Publishes a device's topics and receives its commands; never blocks the caller on I/O.
 
-    ``outbox_depth``, ``dropped``, ``connected``, ``reconnects``, ``rejected`` (messages the
-    broker refused, e.g. by ACL) and ``last_error`` (why the last connection attempt failed)
-    are plain attributes for stats and health checks.
+    ``outbox_depth``, ``dropped``, ``connected``, ``protocol`` (the MQTT version in use or
+    being tried), ``reconnects``, ``rejected`` (messages the broker refused, e.g. by ACL),
+    ``commands_dropped`` (over the rate limit) and ``last_error`` (why the last connection
+    attempt failed) are plain attributes for stats and health checks.
     """
 
     def __init__(
@@ -86,30 +75,29 @@ class Publisher:
         self._model_info = model_info
         self._clock = clock
         self._outbox = ob.Outbox(Path(outbox_path), cfg.outbox_max_messages, clock=clock)
-        self._qos = max(1, cfg.qos)  # durable messages need an acknowledgement
-        self._commands: queue.Queue[Command] = queue.Queue(maxsize=COMMAND_QUEUE)
-        self._schemas = commands  # the commands this device knows, with their arguments
+        self._qos = 1  # durable messages need an acknowledgement; the outbox resends them
+        self._inbox = Inbox(
+            self.topics,
+            commands,  # the commands this device knows, with their arguments
+            max_bytes=cfg.max_command_bytes,
+            rate_per_s=cfg.command_rate_per_s,
+            burst=cfg.command_burst,
+        )
         self._has_password = bool(cfg.password_file or cfg.password_env)
+        self.protocol: session.Version = session.first_version(cfg)
+        self._fall_back = False  # set when the broker refused MQTT 5 under protocol: auto
 
         self.connected = False
         self.reconnects = 0
-        self.rejected = 0
         self.last_error: str | None = None
         self._write_failures = 0
 
         self._client: mqtt.Client | None = None
-        self._lock = threading.Lock()  # guards _inflight, _cursor, _gen and publishing rows
-        self._wake = threading.Event()
-        self._acks: queue.SimpleQueue[tuple[int, int, Any]] = queue.SimpleQueue()
-        self._inflight: dict[int, tuple[int, str]] = {}  # mid -> (row id, topic)
-        self._cursor = 0  # highest row id handed to paho on this connection
-        self._window = WINDOW
-        self._gen = 0  # connection generation; acks from an older one are ignored
+        self._lock = threading.Lock()  # guards replacing _client and _stopping
+        self._sender = Sender(self._outbox, f"mqtt-outbox-{device_id}", self._maybe_fall_back)
         self._ever_connected = False
         self._stopping = False
         self._closed = False
-        self._pump: threading.Thread | None = None
-        self._pump_stop = False
         self._logged_error: str | None = None
         hz = cfg.predictions_max_hz
         self._prediction_interval = 1.0 / hz if hz > 0 else None
@@ -124,8 +112,16 @@ class Publisher:
     def dropped(self) -> int:
         return self._outbox.dropped + self._write_failures
 
+    @property
+    def rejected(self) -> int:
+        return self._sender.rejected
+
+    @property
+    def commands_dropped(self) -> int:
+        return self._inbox.dropped
+
     def commands(self) -> queue.Queue[Command]:
-        return self._commands
+        return self._inbox.commands
 
     # --------------------------------------------------------------- lifecycle
     def check(self) -> None:
@@ -136,7 +132,7 @@ class Publisher:
         if self.cfg.username or self._has_password:
             self.cfg.password()
         if self.cfg.tls is not None:
-            _tls_context(self.cfg.tls)
+            session.tls_context(self.cfg.tls)
 
     def start(self) -> None:
         """Connect in the background; returns at once, also when the broker is down."""
@@ -144,19 +140,16 @@ class Publisher:
             return
         client = self._make_client()
         self._client = client
-        self._pump = threading.Thread(
-            target=self._pump_loop, name=f"mqtt-outbox-{self.device_id}", daemon=True
-        )
-        self._pump.start()
-        client.connect_async(
-            self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s, clean_start=True
-        )
+        self._sender.start()
+        session.connect_async(client, self.cfg, self.protocol)
         client.loop_start()
         log.info(
-            "mqtt: publishing to %s:%d under %s/ (%d waiting in the outbox)",
+            "mqtt: publishing to %s:%d under %s/ (MQTT %s%s; %d waiting in the outbox)",
             self.cfg.host,
             self.cfg.port,
             self.topics.base,
+            self.protocol,
+            ", or 3.1.1 if refused" if self.cfg.protocol == "auto" else "",
             self._outbox.depth,
         )
 
@@ -170,8 +163,9 @@ class Publisher:
         if self._closed:
             return
         deadline = time.monotonic() + timeout
-        self._stopping = True
-        client = self._client
+        with self._lock:
+            self._stopping = True
+            client = self._client
         if client is not None:
             reserve = min(0.5, timeout / 3)
             while (
@@ -188,10 +182,7 @@ class Publisher:
             stopper.start()
             stopper.join(max(0.05, deadline - time.monotonic()))
             self.connected = False
-            self._pump_stop = True
-            self._wake.set()
-            if self._pump is not None:
-                self._pump.join(max(0.2, deadline - time.monotonic()))
+            self._sender.stop(max(0.2, deadline - time.monotonic()))
         self._closed = True
         log.info("mqtt: stopped (%d messages kept in the outbox)", self._outbox.depth)
 
@@ -229,6 +220,8 @@ class Publisher:
         body.setdefault("ts", self._clock())
         body.setdefault("outbox_depth", self._outbox.depth)
         body.setdefault("mqtt_reconnects", self.reconnects)
+        body.setdefault("mqtt_protocol", self.protocol)
+        body.setdefault("commands_dropped", self._inbox.dropped)
         self._put(ob.STATS, self.topics.stats, body, 0)
 
     def publish_prediction(self, payload: dict) -> None:
@@ -247,13 +240,27 @@ class Publisher:
         except (TypeError, ValueError) as exc:  # e.g. NaN scores: skip, never stop the loop
             log.error("mqtt: prediction not sent, not JSON-encodable: %s", exc)
             return
-        client.publish(self.topics.predictions, data, qos=0)
+        props = session.prediction_properties(self.protocol)
+        client.publish(self.topics.predictions, data, qos=0, properties=props)
 
     def reply(self, command: str, payload: dict) -> None:
-        """Answer a command on ``cmd/<command>/result`` (durable, QoS 1)."""
+        """Answer a command on ``cmd/<command>/result``: QoS 1 on this connection, not stored.
+
+        A reply is for whoever asked just now; while the broker is away it is dropped (and
+        logged), and the caller asks again.
+        """
         if not command or any(c in command for c in "/+#\0"):
             raise ValueError(f"invalid command name {command!r}")
-        self._put(ob.REPLY, self.topics.reply(command), dict(payload), self._qos)
+        client = self._client
+        if client is None or not self.connected:
+            log.warning("mqtt: reply to %r not sent: not connected", command)
+            return
+        try:
+            data = encode(payload)
+        except (TypeError, ValueError) as exc:
+            log.error("mqtt: reply to %r not sent, not JSON-encodable: %s", command, exc)
+            return
+        client.publish(self.topics.reply(command), data, qos=1)
 
     def set_mode(self, mode: Mode, models: tuple[str, ...] | None = None) -> None:
         """Video/still switch or new installed models: discovery adds or removes components."""
@@ -286,26 +293,20 @@ class Publisher:
             self._write_failures += 1
             log.error("mqtt: cannot store a %s message in the outbox: %s", kind, exc)
             return
-        self._wake.set()
+        self._sender.wake()
 
     # ------------------------------------------------------------------ client
     def _make_client(self) -> mqtt.Client:
         cfg = self.cfg
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=cfg.client_id or f"edge-{self.device_id}",
-            protocol=mqtt.MQTTv5,
+        client = session.make_client(
+            cfg, self.topics, self.protocol, cfg.client_id or f"edge-{self.device_id}"
         )
-        client.suppress_exceptions = True
+        client.max_inflight_messages_set(cfg.max_inflight + DIRECT_ROOM)
         if log.isEnabledFor(logging.DEBUG):
             # Only when debugging: paho logs an ERROR line on every retry while the broker is down.
             client.enable_logger(logging.getLogger("edge.mqtt.paho"))
-        client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
-        client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)  # type: ignore[arg-type]
         if cfg.username or self._has_password:
             client.username_pw_set(cfg.username, cfg.password())
-        if cfg.tls is not None:
-            client.tls_set_context(_tls_context(cfg.tls))
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -313,6 +314,23 @@ class Publisher:
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         return client
+
+    def _maybe_fall_back(self) -> None:
+        """The broker refused MQTT 5: replace the client with a 3.1.1 one (outbox thread)."""
+        if not self._fall_back:
+            return
+        with self._lock:
+            old = self._client
+            if old is None or self._stopping:
+                return
+            self.protocol = "3.1.1"
+            client = self._make_client()
+            self._client = client  # the old client's late callbacks are ignored from now on
+            self._fall_back = False
+        old.loop_stop()
+        log.info("mqtt: %s:%d refuses MQTT 5; using 3.1.1", self.cfg.host, self.cfg.port)
+        session.connect_async(client, self.cfg, self.protocol)
+        client.loop_start()
 
     def _report(self, message: str, level: int = logging.WARNING) -> None:
         """Remember why the connection is down; log each distinct reason once per outage."""
@@ -329,52 +347,63 @@ class Publisher:
         except ConfigError as exc:
             self._report(f"{exc}; using the password read before", logging.ERROR)
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(self, client: mqtt.Client, userdata, flags, reason_code, properties) -> None:
+        if client is not self._client:
+            return  # a client replaced by the fallback to 3.1.1
         try:
             if reason_code.is_failure:
-                self._report(f"broker refused the connection: {reason_code}", logging.ERROR)
+                refused = session.refuses_version(reason_code)
+                if refused and self.cfg.protocol == "auto" and self.protocol == "5":
+                    client.disconnect()  # ends this client's loop; the outbox thread
+                    self._fall_back = True  # connects again with 3.1.1
+                    self._sender.wake()
+                    return
+                hint = ""
+                if refused:
+                    hint = f" (MQTT {self.protocol}; set mqtt.protocol to auto or the other one)"
+                self._report(f"broker refused the connection: {reason_code}{hint}", logging.ERROR)
                 return
             # paho does not enforce the broker's Receive Maximum; stay under it ourselves,
-            # leaving room for availability and discovery published directly.
-            receive_max = getattr(properties, "ReceiveMaximum", None) or 65535
-            window = max(1, min(WINDOW, receive_max - 6))
-            with self._lock:
-                self._window = window
-                # The outbox is the source of truth: forget paho's copies and resend in order.
-                client.drop_out_messages()
-                self._inflight.clear()
-                self._cursor = 0
-                self._gen += 1
-                self.connected = True
+            # leaving room for availability, discovery and replies published directly.
+            window = self.cfg.max_inflight
+            receive_max = getattr(properties, "ReceiveMaximum", None)
+            if receive_max:
+                window = max(1, min(window, receive_max - DIRECT_ROOM))
+            # The outbox is the source of truth: forget paho's copies and resend in order.
+            client.drop_out_messages()
+            self.connected = True
             if self._ever_connected:
                 self.reconnects += 1
             self._ever_connected = True
             self.last_error = None
             self._logged_error = None
-            subs = [(self.topics.commands, SubscribeOptions(qos=1))]
-            if self.cfg.discovery:
-                subs.append((self.topics.ha_status, SubscribeOptions(qos=1)))
-            client.subscribe(subs)
+            client.subscribe(session.subscriptions(self.topics, self.protocol, self.cfg.discovery))
             # After SUBSCRIBE on the same connection: once "online" is seen, commands are heard.
             client.publish(self.topics.availability, AVAILABLE, qos=1, retain=True)
             self._announce()
             log.info(
-                "mqtt: connected to %s:%d (%d waiting in the outbox)",
+                "mqtt: connected to %s:%d with MQTT %s (%s session; %d waiting in the outbox)",
                 self.cfg.host,
                 self.cfg.port,
+                self.protocol,
+                "resumed" if flags.session_present else "new",
                 self._outbox.depth,
             )
-            self._wake.set()
+            self._sender.connected(client, window)
         except Exception:
             log.exception("mqtt: error while handling the connection")
 
-    def _on_connect_fail(self, client, userdata) -> None:
+    def _on_connect_fail(self, client: mqtt.Client, userdata) -> None:
+        if client is not self._client:
+            return
         # paho calls this inside its ``except OSError`` block: the active exception says why.
         exc = sys.exc_info()[1]
         reason = f"{type(exc).__name__}: {exc}" if exc else "connection failed"
         self._report(f"cannot connect to {self.cfg.host}:{self.cfg.port}: {reason}")
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_disconnect(self, client: mqtt.Client, userdata, flags, reason_code, properties) -> None:
+        if client is not self._client or self._fall_back:
+            return
         was = self.connected
         self.connected = False
         if self._stopping:
@@ -383,11 +412,10 @@ class Publisher:
             self._report(f"connection lost: {reason_code}")
         elif self.last_error is None:  # closed before CONNACK, e.g. a TLS client cert refused
             self._report(f"broker closed the connection before accepting it: {reason_code}")
-        self._wake.set()
+        self._sender.disconnected()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        self._acks.put((self._gen, mid, reason_code))
-        self._wake.set()
+        self._sender.acked(mid, reason_code)
 
     def _on_message(self, client, userdata, msg) -> None:
         try:
@@ -396,21 +424,9 @@ class Publisher:
                     log.info("mqtt: Home Assistant is online; announcing discovery again")
                     self._announce()
                 return
-            name = self.topics.command_name(msg.topic)
-            if name is None:
-                return
-            try:
-                cmd = parse_command(name, msg.payload, self.cfg.max_command_bytes, self._schemas)
-            except CommandRejected as exc:
-                self._reject(name, str(exc), exc.id)
-                return
-            if msg.retain:  # it would run again on every reconnect
-                self._reject(name, "retained commands are ignored; publish without retain", cmd.id)
-                return
-            try:
-                self._commands.put_nowait(cmd)
-            except queue.Full:
-                self._reject(name, "busy: too many commands waiting", cmd.id)
+            rejection = self._inbox.receive(msg.topic, msg.payload, msg.retain)
+            if rejection is not None:
+                self._reject(rejection.name, rejection.error, rejection.id)
         except Exception:
             log.exception("mqtt: error while handling a message on %s", msg.topic)
 
@@ -427,75 +443,3 @@ class Publisher:
         )
         for topic, payload in messages:
             client.publish(topic, encode(payload) if payload else b"", qos=1, retain=True)
-
-    # ------------------------------------------------------------------ outbox
-    def _pump_loop(self) -> None:
-        while True:
-            self._wake.wait(0.5)
-            self._wake.clear()
-            try:
-                self._drain_acks()
-                if self._pump_stop:
-                    return
-                self._send_window()
-            except Exception:
-                if self._pump_stop:
-                    return
-                log.exception("mqtt: outbox sender error")
-                time.sleep(0.5)
-
-    def _drain_acks(self) -> None:
-        done: list[int] = []
-        while True:
-            try:
-                gen, mid, reason = self._acks.get_nowait()
-            except queue.Empty:
-                break
-            with self._lock:
-                entry = self._inflight.pop(mid, None) if gen == self._gen else None
-            if entry is None:
-                continue  # not an outbox message, or from a connection since replaced
-            row_id, topic = entry
-            if reason.is_failure:
-                self.rejected += 1
-                log.error("mqtt: broker refused a message on %s: %s; dropping it", topic, reason)
-            done.append(row_id)
-        if done:
-            self._outbox.delete(done)
-
-    def _send_window(self) -> None:
-        bad: list[int] = []
-        with self._lock:
-            client = self._client
-            room = self._window - len(self._inflight)
-            if client is None or not self.connected or room <= 0:
-                return
-            for row in self._outbox.fetch(self._cursor, room):
-                self._cursor = row.id
-                try:
-                    info = client.publish(row.topic, row.payload, qos=row.qos, retain=row.retain)
-                except ValueError as exc:
-                    log.error("mqtt: cannot publish on %r: %s; dropping it", row.topic, exc)
-                    bad.append(row.id)
-                    continue
-                self._inflight[info.mid] = (row.id, row.topic)
-        if bad:
-            self._outbox.delete(bad)
-
-
-def _tls_context(tls: TlsConfig) -> ssl.SSLContext:
-    """Verify the broker against ``ca_file`` (or the system CAs); optional client certificate."""
-    for key in ("ca_file", "cert_file", "key_file"):
-        path = getattr(tls, key)
-        if path is not None and not Path(path).is_file():
-            raise ConfigError(f"mqtt.tls.{key}: {path} not found")
-    try:
-        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-        if tls.cert_file:
-            # An empty password makes an encrypted key fail here instead of prompting on a tty.
-            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file), password="")
-    except (ssl.SSLError, OSError, ValueError) as exc:
-        raise ConfigError(f"mqtt.tls: cannot load certificates: {exc}") from None
-    if tls.insecure:
-        ctx.check_hostname = False
-    return ctx
