@@ -121,6 +121,7 @@ system_packages() {
     need_cmd mosquitto_sub mosquitto-clients
     need_cmd openssl openssl
   fi
+  if [ $want_test = 1 ]; then need_cmd nats-server nats-server; fi  # the tests' second broker
   if [ $is_pi = 1 ]; then need_module picamera2 python3-picamera2; fi
   if [ $debian_pkgs = 1 ]; then
     need_module numpy python3-numpy
