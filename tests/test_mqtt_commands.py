@@ -222,3 +222,43 @@ def test_a_live_retained_command_is_not_run_on_mqtt5(broker, tmp_path: Path) -> 
                 again.stop()
     finally:
         pub.stop()
+
+
+def test_a_command_sent_while_the_device_is_away_arrives_when_it_is_back(
+    any_broker, tmp_path: Path
+) -> None:
+    """The persistent session (MQTT 5 and 3.1.1 alike) keeps the command subscription."""
+    first = Publisher(any_broker.mqtt_config(), "dev1", tmp_path / "o.sqlite")
+    first.start()
+    wait_until(lambda: first.connected, what="connected")
+    first.stop()
+    with any_broker.subscriber(T.availability) as sub:
+        sub.wait_payload(T.availability, "stopped")
+        sub.publish(T.command("reset"), '{"id": "while-away"}')
+    again = Publisher(any_broker.mqtt_config(), "dev1", tmp_path / "o.sqlite")
+    try:
+        again.start()
+        assert again.commands().get(timeout=20).id == "while-away"
+    finally:
+        again.stop()
+
+
+def test_no_persistent_session_when_session_expiry_is_0(any_broker, tmp_path: Path) -> None:
+    cfg = any_broker.mqtt_config(session_expiry_s=0)
+    first = Publisher(cfg, "dev1", tmp_path / "o.sqlite")
+    first.start()
+    wait_until(lambda: first.connected, what="connected")
+    first.stop()
+    with any_broker.subscriber(T.availability) as sub:
+        sub.wait_payload(T.availability, "stopped")
+        sub.publish(T.command("reset"), '{"id": "lost"}')
+    again = Publisher(cfg, "dev1", tmp_path / "o.sqlite")
+    try:
+        again.start()
+        wait_until(lambda: again.connected, what="connected again")
+        with any_broker.subscriber(T.availability) as sub:  # after our SUBSCRIBE
+            sub.wait_payload(T.availability, "online")
+            sub.publish(T.command("reset"), '{"id": "now"}')
+        assert again.commands().get(timeout=20).id == "now"  # the earlier one was not kept
+    finally:
+        again.stop()
