@@ -130,3 +130,22 @@ def test_termux_own_environment_is_sent_to_proot_distro(env) -> None:
     assert proc.returncode == 2
     assert "proot-distro install debian" in proc.stderr
     assert installed(env) == set()
+
+
+def test_system_site_requirements_leave_out_the_runtime_and_the_system_packages() -> None:
+    helper = ROOT / "scripts" / "unprovided-requirements.py"
+
+    def names(*extras: str) -> set[str]:
+        proc = subprocess.run(
+            [sys.executable, str(helper), *extras], capture_output=True, text=True, check=True
+        )
+        return {re.match(r"[A-Za-z0-9._-]+", line).group(0).lower() for line in proc.stdout.split()}
+
+    core = names()
+    # Everything importable here counts as provided: numpy, cv2, yaml, psutil, matplotlib are.
+    assert core.isdisjoint({"ai-edge-litert", "numpy", "opencv-python-headless", "pyyaml"})
+    assert {"pydantic", "paho-mqtt", "tqdm"} <= core
+    assert "pytest" not in core
+    with_tests = names("test")
+    assert {"pytest", "ruff"} <= with_tests and with_tests > core
+    assert with_tests.isdisjoint({"psutil", "matplotlib"})
