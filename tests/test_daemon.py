@@ -30,7 +30,13 @@ from tests.conftest import (
     require,
     run_cli,
 )
-from tests.support.broker import broker_factory_fixture, broker_fixture, wait_until  # noqa: F401
+from tests.support.broker import (  # noqa: F401
+    any_broker_fixture,
+    broker_factory_fixture,
+    broker_fixture,
+    nats_broker_fixture,
+    wait_until,
+)
 from tests.support.daemon import DaemonProcess, NotifySocket
 from tests.support.hass import check_device_payload
 from tests.support.mjpeg_server import MjpegServer
@@ -170,11 +176,14 @@ def test_kill_9_leaves_the_last_will(broker, daemons, tmp_path):
         sub.wait_payload(f"{BASE}/availability", "offline", timeout=30)
 
 
-def test_outbox_survives_kill_9_while_the_broker_is_down(broker, daemons, tmp_path):
-    """Events and state made while the broker is away, then a kill -9: nothing is lost."""
+def test_outbox_survives_kill_9_while_the_broker_is_down(any_broker, daemons, tmp_path):
+    """Events and state made while the broker is away, then a kill -9: nothing is lost.
+
+    On Mosquitto with MQTT 5 and 3.1.1, and on NATS (3.1.1 through protocol: auto)."""
+    broker = any_broker
     port = broker.port
     broker.stop()
-    d = daemons(config_for(tmp_path, port))
+    d = daemons(config_for(tmp_path, port, mqtt={"protocol": broker.protocol}))
     d.start()
     outbox = tmp_path / "state" / "outbox.sqlite"
     # Wait until the start event is durable in the outbox, then crash.

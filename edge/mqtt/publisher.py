@@ -232,16 +232,8 @@ class Publisher:
         if now < self._next_prediction:
             return
         self._next_prediction = now + self._prediction_interval
-        client = self._client
-        if client is None:
-            return
-        try:
-            data = encode(payload)
-        except (TypeError, ValueError) as exc:  # e.g. NaN scores: skip, never stop the loop
-            log.error("mqtt: prediction not sent, not JSON-encodable: %s", exc)
-            return
         props = session.prediction_properties(self.protocol)
-        client.publish(self.topics.predictions, data, qos=0, properties=props)
+        self._direct(self.topics.predictions, payload, 0, "prediction", props)
 
     def reply(self, command: str, payload: dict) -> None:
         """Answer a command on ``cmd/<command>/result``: QoS 1 on this connection, not stored.
@@ -251,16 +243,20 @@ class Publisher:
         """
         if not command or any(c in command for c in "/+#\0"):
             raise ValueError(f"invalid command name {command!r}")
+        self._direct(self.topics.reply(command), payload, 1, f"reply to {command!r}")
+
+    def _direct(self, topic: str, body: dict, qos: int, what: str, props: Any = None) -> None:
+        """Publish on this connection only, not stored; skipped (and logged) while offline."""
         client = self._client
         if client is None or not self.connected:
-            log.warning("mqtt: reply to %r not sent: not connected", command)
+            log.warning("mqtt: %s not sent: not connected", what)
             return
         try:
-            data = encode(payload)
-        except (TypeError, ValueError) as exc:
-            log.error("mqtt: reply to %r not sent, not JSON-encodable: %s", command, exc)
+            data = encode(body)
+        except (TypeError, ValueError) as exc:  # e.g. NaN scores: skip, never stop the loop
+            log.error("mqtt: %s not sent, not JSON-encodable: %s", what, exc)
             return
-        client.publish(self.topics.reply(command), data, qos=1)
+        client.publish(topic, data, qos=qos, properties=props)
 
     def set_mode(self, mode: Mode, models: tuple[str, ...] | None = None) -> None:
         """Video/still switch or new installed models: discovery adds or removes components."""
