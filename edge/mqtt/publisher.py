@@ -293,16 +293,8 @@ class Publisher:
 
     # ------------------------------------------------------------------ client
     def _make_client(self) -> mqtt.Client:
-        cfg = self.cfg
-        client = session.make_client(
-            cfg, self.topics, self.protocol, cfg.client_id or f"edge-{self.device_id}"
-        )
-        client.max_inflight_messages_set(cfg.max_inflight + DIRECT_ROOM)
-        if log.isEnabledFor(logging.DEBUG):
-            # Only when debugging: paho logs an ERROR line on every retry while the broker is down.
-            client.enable_logger(logging.getLogger("edge.mqtt.paho"))
-        if cfg.username or self._has_password:
-            client.username_pw_set(cfg.username, cfg.password())
+        client_id = self.cfg.client_id or f"edge-{self.device_id}"
+        client = session.make_client(self.cfg, self.topics, self.protocol, client_id, DIRECT_ROOM)
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -329,11 +321,11 @@ class Publisher:
         client.loop_start()
 
     def _report(self, message: str, level: int = logging.WARNING) -> None:
-        """Remember why the connection is down; log each distinct reason once per outage."""
-        self.last_error = message
+        """Log each distinct reason once per outage, then remember it as why the link is down."""
         if message != self._logged_error:
             self._logged_error = message
             log.log(level, "mqtt: %s (retrying in the background)", message)
+        self.last_error = message  # after the log line, so a reader of it finds the line
 
     def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
         if not self._has_password:

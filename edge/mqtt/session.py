@@ -20,6 +20,7 @@ Command replies use neither version's request/response properties: the reply top
 
 from __future__ import annotations
 
+import logging
 import ssl
 from pathlib import Path
 from typing import Any, Literal
@@ -52,8 +53,13 @@ def refuses_version(reason_code: ReasonCode) -> bool:
     return reason_code.value == _UNSUPPORTED_VERSION
 
 
-def make_client(cfg: MqttConfig, topics: Topics, version: Version, client_id: str) -> mqtt.Client:
-    """A paho client with the Last Will, reconnect delays, credentials and TLS set."""
+def make_client(
+    cfg: MqttConfig, topics: Topics, version: Version, client_id: str, direct_room: int
+) -> mqtt.Client:
+    """A paho client with the Last Will, reconnect delays, in-flight limit, credentials, TLS.
+
+    ``direct_room``: in-flight slots beyond the outbox's, for what is published directly.
+    """
     persistent = cfg.session_expiry_s > 0
     if version == "5":
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=_PAHO["5"])
@@ -65,8 +71,14 @@ def make_client(cfg: MqttConfig, topics: Topics, version: Version, client_id: st
             protocol=_PAHO["3.1.1"],
         )
     client.suppress_exceptions = True
+    if logging.getLogger("edge.mqtt").isEnabledFor(logging.DEBUG):
+        # Only when debugging: paho logs an ERROR line on every retry while the broker is down.
+        client.enable_logger(logging.getLogger("edge.mqtt.paho"))
+    client.max_inflight_messages_set(cfg.max_inflight + direct_room)
     client.will_set(topics.availability, OFFLINE, qos=1, retain=True)
     client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)  # type: ignore[arg-type]
+    if cfg.username or cfg.password_file or cfg.password_env:
+        client.username_pw_set(cfg.username, cfg.password())
     if cfg.tls is not None:
         client.tls_set_context(tls_context(cfg.tls))
     return client
