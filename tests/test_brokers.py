@@ -109,3 +109,39 @@ def test_bridged_site_delivers_events_made_while_the_central_broker_was_down(
     finally:
         pub.stop()
         watch.close()
+
+
+def test_commands_from_the_centre_reach_a_bridged_device_and_replies_come_back(
+    broker_factory, tmp_path: Path
+) -> None:
+    """The README's site bridge with the 'in' direction: one level, so replies do not loop."""
+    central = broker_factory()
+    site = broker_factory(bridge=(central.port, "edge/#"), bridge_in="edge/+/cmd/+")
+    pub = Publisher(site.mqtt_config(), "dev1", tmp_path / "outbox.sqlite")
+    with central.subscriber(f"{BASE}/#") as sub:
+        try:
+            pub.start()
+            sub.wait_payload(f"{BASE}/availability", "online")  # the bridge carries it out
+
+            def asked() -> bool:  # the bridge subscribes at the centre once it is up
+                if not pub.commands().empty():
+                    return True
+                sub.publish(f"{BASE}/cmd/reset", '{"id": "from-the-centre"}')
+                return False
+
+            wait_until(asked, 30, "a command from the centre at the device")
+            cmd = pub.commands().get_nowait()
+            assert cmd.id == "from-the-centre"
+            pub.reply(cmd.name, {"ok": True, "id": cmd.id})
+            reply = sub.wait_count(f"{BASE}/cmd/reset/result", 1)[0].json()
+            assert reply == {"ok": True, "id": "from-the-centre"}
+            sub.publish(f"{BASE}/cmd/reset", '{"id": "once"}')
+            while pub.commands().get(timeout=20).id != "once":
+                pass
+            pub.publish_event({"type": "marker"})  # out through the same bridge, after both
+            sub.wait_count(f"{BASE}/events", 1)
+            # Had the reply or the command looped (out, in, out ...), copies would be here.
+            assert len(sub.on(f"{BASE}/cmd/reset/result")) == 1
+            assert [m.payload for m in sub.on(f"{BASE}/cmd/reset")].count(b'{"id": "once"}') == 1
+        finally:
+            pub.stop()

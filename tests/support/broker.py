@@ -343,7 +343,8 @@ class Broker(_BrokerProcess):
     tls: a TestCA; the listener then speaks TLS only. require_certificate: TLS clients must
     present a certificate signed by the CA. bridge: (port, pattern) of a central broker on
     127.0.0.1 that this one forwards ``pattern`` to at QoS 1 (``topic <pattern> out 1``),
-    keeping what it cannot forward yet (a persistent bridge session).
+    keeping what it cannot forward yet (a persistent bridge session); bridge_in: a pattern
+    the central broker's messages come in on (``topic <pattern> in 1``).
     """
 
     name = "mosquitto"
@@ -359,6 +360,7 @@ class Broker(_BrokerProcess):
         persistence: bool = True,
         port: int | None = None,
         bridge: tuple[int, str] | None = None,
+        bridge_in: str | None = None,
     ) -> None:
         super().__init__(workdir, port)
         self.tls = tls
@@ -405,6 +407,7 @@ class Broker(_BrokerProcess):
                 "connection central",
                 f"address {HOST}:{central_port}",
                 f"topic {pattern} out 1",
+                *([f"topic {bridge_in} in 1"] if bridge_in else []),
                 "cleansession false",
                 "restart_timeout 1 2",  # try the central broker again within ~2 s
                 "notifications false",
