@@ -148,9 +148,9 @@ def server():
 
 def test_mjpeg_stream_delivers_decoded_frames(server):
     served = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in server.jpegs]
-    cfg = SourceConfig(uri=server.url)  # kind auto + a URL: OpenCV
+    cfg = SourceConfig(uri=server.url)  # kind auto + an http URL: read as MJPEG
     capture = make_capture(cfg, model_fps=5.0)
-    assert capture.description == f"opencv {server.url}"
+    assert capture.description == f"http {server.url}"
     with capture:
         frames = [capture.get(15.0) for _ in range(3)]
         stats = capture.stats

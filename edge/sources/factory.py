@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edge.config import SourceConfig
 from edge.errors import SourceError
-from edge.sources.base import Capture, CaptureOptions
+from edge.sources.base import Capture, CaptureOptions, redact_url
 from edge.sources.orientation import Orientation
 
 log = logging.getLogger("edge.sources")
@@ -175,7 +175,9 @@ def _picamera2_capture(
     return capture
 
 
-def _opencv_capture(cfg: SourceConfig, model_fps: float, uri: str) -> Capture:
+def _opencv_capture(
+    cfg: SourceConfig, model_fps: float, uri: str, model_input: tuple[int, int] | None = None
+) -> Capture:
     from edge.sources.opencv import OpenCVBackend, check_file, classify_uri, describe
 
     if not uri.strip():
@@ -201,6 +203,19 @@ def _opencv_capture(cfg: SourceConfig, model_fps: float, uri: str) -> Capture:
             read_timeout_s=read_timeout,
         )
 
+    if target == "stream" and str(value).lower().startswith(("http://", "https://")):
+        from edge.sources.mjpeg import HttpBackend, MjpegBackend
+
+        url = str(value)
+        short = max(model_input) if model_input else None
+
+        def http_factory() -> HttpBackend:
+            mjpeg = MjpegBackend(
+                url, open_timeout_s=open_timeout, read_timeout_s=read_timeout, short_side=short
+            )
+            return HttpBackend(mjpeg, factory())
+
+        return Capture(http_factory, f"http {redact_url(url)}", _options(cfg, model_fps))
     return Capture(factory, describe(target, value), _options(cfg, model_fps))
 
 
@@ -226,14 +241,14 @@ def make_capture(
                 "source.uri: kind 'opencv' needs a device (0, /dev/video0), "
                 "a stream URL (rtsp://, http://) or a video file"
             )
-        return _opencv_capture(cfg, model_fps, cfg.uri)
+        return _opencv_capture(cfg, model_fps, cfg.uri, model_input)
     # auto
     if cfg.uri:
-        return _opencv_capture(cfg, model_fps, cfg.uri)
+        return _opencv_capture(cfg, model_fps, cfg.uri, model_input)
     pi = _pi_camera()
     if pi is not None:
         return _picamera2_capture(cfg, model_fps, pi, model_input)
     device = _first_v4l2_device()
     if device is not None:
-        return _opencv_capture(cfg, model_fps, device)
+        return _opencv_capture(cfg, model_fps, device, model_input)
     raise SourceError(NO_CAMERA)
