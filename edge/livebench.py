@@ -119,8 +119,11 @@ def run_live(
                     raise ConfigError("bench --live: the private broker did not start") from None
                 time.sleep(0.05)
         collector = _Collector(port, "edge/bench/predictions")
+        # As the service runs it (systemd/edge.service), unless the caller chose otherwise.
+        env = {"MALLOC_ARENA_MAX": "2", **os.environ}
         daemon = subprocess.Popen(
             [sys.executable, "-m", "edge", "run", "--config", str(work / "config.yaml")],
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=open(work / "daemon.log", "wb"),  # noqa: SIM115 - closed with the process
         )
