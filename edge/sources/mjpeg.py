@@ -121,6 +121,7 @@ class MjpegBackend:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
             conn.request("GET", path, headers=headers)
+            sock = conn.sock  # the response takes it over when the server closes after it
             resp = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             self.close()
@@ -142,8 +143,8 @@ class MjpegBackend:
             self.close()
             raise SourceError(f"{self.description}: multipart stream without a boundary")
         self._boundary = b"--" + boundary.removeprefix("--").encode("latin-1")
-        if conn.sock is not None:
-            conn.sock.settimeout(self._read_timeout)
+        if sock is not None:
+            sock.settimeout(self._read_timeout)
         return None
 
     def _line(self) -> bytes:
