@@ -48,3 +48,19 @@ def test_cpu_seconds_grow_with_work():
     while process_cpu_seconds() <= start:  # a condition, not a duration
         x = np.sqrt(x + 1.0)
     assert process_cpu_seconds() > start
+
+
+def test_the_stats_message_carries_every_memory_figure():
+    from edge.app.pipeline import PipelineStats
+    from edge.app.status import Figures
+    from edge.mqtt.payloads import StatsPayload
+
+    body = Figures().stats("video", PipelineStats(model_fps=5.0), None)
+    own = memory_mb()
+    assert body["rss_anon_mb"] > 10 and body["pss_mb"] > 10
+    assert body["rss_anon_mb"] < body["rss_mb"]
+    assert abs(body["rss_anon_mb"] - own["rss_anon_mb"]) < 20  # this very process
+    assert "cgroup_mb" in body  # None here: the cgroup is shared with other processes
+    added_by_publisher = {"mqtt_reconnects": 0, "mqtt_protocol": "5", "commands_dropped": 0}
+    checked = StatsPayload.model_validate({**body, **added_by_publisher})
+    assert checked.rss_anon_mb == body["rss_anon_mb"] and checked.pss_mb == body["pss_mb"]
