@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "models": "list, fetch and import models",
     "bench": "measure inference speed against a baseline and the bare interpreter",
     "history": "list still-image results kept on this device",
+    "teach": "teach this device new classes from a few photos or clips",
     "check-config": "validate a config file and print what is wrong, key by key",
 }
 

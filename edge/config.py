@@ -228,6 +228,18 @@ class StillConfig(Section):
     keep_days: float = Field(30.0, gt=0)
 
 
+class TeachConfig(Section):
+    """Taught classes: examples kept on this device, matched on the model's embedding."""
+
+    store: Path | None = None  # default: state_dir/teach.sqlite
+    learner: Literal["ncm", "knn", "linear"] = "ncm"
+    k: int = Field(3, ge=1, le=50)  # knn: neighbours per class
+    threshold: float | None = Field(None, ge=-1, le=1)  # None: calibrated leave-one-out
+    # taught: only taught classes are published; taught_or_base: the taught class when one
+    # is recognised, else the model's own label
+    publish: Literal["taught", "taught_or_base"] = "taught_or_base"
+
+
 class Config(Section):
     device_id: str = Field("edge-1", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     mode: Literal["video", "still"] = "video"
@@ -238,6 +250,7 @@ class Config(Section):
     smoother: SmootherConfig = SmootherConfig()
     mqtt: MqttConfig = MqttConfig()
     still: StillConfig = StillConfig()
+    teach: TeachConfig = TeachConfig()
     state_dir: Path = Path("/var/lib/edge")
     models_dir: Path | None = None  # default: $EDGE_MODELS_DIR or ~/.local/share/edge/models
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -265,6 +278,10 @@ class Config(Section):
     @property
     def resolved_models_dir(self) -> Path:
         return self.models_dir or default_models_dir()
+
+    @property
+    def teach_store(self) -> Path:
+        return self.teach.store or self.state_dir / "teach.sqlite"
 
     @property
     def still_model_list(self) -> list[ModelConfig]:

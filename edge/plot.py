@@ -78,3 +78,38 @@ def plot_timeline(
     except OSError as exc:
         raise ConfigError(f"--plot: cannot write {out}: {exc.strerror or exc}") from None
     return out
+
+
+def plot_confusion(
+    confusion: dict[str, dict[str, int]], labels: Sequence[str], out: Path, title: str = ""
+) -> None:
+    """Rows: the true class; columns: the answer (``none`` last). Counts in the cells."""
+    from matplotlib.figure import Figure
+
+    rows = list(confusion)
+    grid = np.array([[confusion[r].get(c, 0) for c in labels] for r in rows], dtype=float)
+    fig = Figure(figsize=(1.2 + 0.7 * len(labels), 1.2 + 0.6 * len(rows)))
+    ax = fig.add_subplot()
+    ax.imshow(grid, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("answer")
+    ax.set_ylabel("truth")
+    top = grid.max() or 1.0
+    for i in range(len(rows)):
+        for j in range(len(labels)):
+            ax.text(
+                j,
+                i,
+                str(int(grid[i, j])),
+                ha="center",
+                va="center",
+                color="white" if grid[i, j] > top / 2 else "black",
+            )
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    try:
+        fig.savefig(out, dpi=100)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot write the plot: {exc.strerror or exc}") from None

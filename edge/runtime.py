@@ -57,15 +57,24 @@ def check_tflite_file(path: Path) -> None:
         raise ModelError(f"{path}: not a TFLite model (no TFL3 identifier)")
 
 
-def open_interpreter(path: str | Path, threads: int | None = None) -> Any:
-    """Load and allocate an interpreter, turning the runtime's errors into one-line ModelErrors."""
+def open_interpreter(
+    path: str | Path, threads: int | None = None, content: bytes | None = None
+) -> Any:
+    """Load and allocate an interpreter, turning the runtime's errors into one-line ModelErrors.
+
+    ``content``, when given, is the model (e.g. patched in memory) and ``path`` names it.
+    """
     path = Path(path)
-    check_tflite_file(path)
+    if content is None:
+        check_tflite_file(path)
     cls, _ = _interpreter_class()
     native: list[str] = []
     try:
         with native_stderr(native):
-            interpreter = cls(model_path=str(path), num_threads=threads)
+            if content is None:
+                interpreter = cls(model_path=str(path), num_threads=threads)
+            else:
+                interpreter = cls(model_content=content, num_threads=threads)
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()] or native

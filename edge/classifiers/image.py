@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -30,6 +30,9 @@ from edge.errors import ModelError, SourceError
 from edge.labels import check_label_count, load_labels
 from edge.preprocess import InputSpec, Preprocessor
 from edge.runtime import check_tflite_file, file_sha256, open_interpreter
+
+if TYPE_CHECKING:
+    from edge.teach.embedding import EmbeddingTensor
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +162,27 @@ class ImageClassifier:
         self._out_zero = float(zero)
         self._scores = np.empty(n_out, np.float32)
         self.activation = _output_activation(it, self._out_index)
+        self.embedding: EmbeddingTensor | None = None
+        self._threads = threads
         if threshold is None and self.activation == "sigmoid":
             threshold = DEFAULT_SIGMOID_THRESHOLD
         self.threshold = threshold
+
+    def enable_embedding(self) -> EmbeddingTensor:
+        """Also read the pooled features feeding the logits, from the same invoke.
+
+        The model is reopened with that tensor as a second output; each ``classify`` then
+        carries it as ``extra["embedding"]`` (float32). A ModelError when there is none.
+        """
+        from edge.teach.embedding import find_image_embedding, with_output
+
+        with self._lock:
+            if self.embedding is None:
+                found = find_image_embedding(self._interpreter, self._out_index, self.path)
+                patched = with_output(self.path.read_bytes(), found.index, self.path)
+                self._interpreter = open_interpreter(self.path, self._threads, content=patched)
+                self.embedding = found
+            return self.embedding
 
     def _input_spec(
         self,
@@ -232,17 +253,18 @@ class ImageClassifier:
                 softmax(scores, out=scores)
                 activation = "softmax"
             probs = scores.copy()
+            features = self.embedding.read(it) if self.embedding is not None else None
         first = self._first
         top = top_k_with_offset(probs, self.labels, self.top_k if top_k is None else top_k, first)
         label = self.decide(top)
-        return Prediction(
-            probs,
-            top,
-            self.name,
-            time.time(),
-            ms,
-            {"activation": activation, "label": label, "threshold": self.threshold},
-        )
+        extra: dict[str, object] = {
+            "activation": activation,
+            "label": label,
+            "threshold": self.threshold,
+        }
+        if features is not None:
+            extra["embedding"] = features
+        return Prediction(probs, top, self.name, time.time(), ms, extra)
 
     def decide(self, top: tuple[Scored, ...]) -> str | None:
         """The best label, or None when nothing reaches the threshold ("none of these")."""

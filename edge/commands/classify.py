@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edge.errors import ConfigError, ModelError
 
@@ -105,6 +106,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="one JSON line per model step, then a summary line"
     )
     parser.add_argument("--plot", metavar="OUT.png", help="save the top labels over time")
+    parser.add_argument(
+        "--taught", action="store_true", help="report the classes taught to this model instead"
+    )
+    parser.add_argument("--store", metavar="FILE", help="the taught examples (with --taught)")
 
 
 def check_numbers(args: argparse.Namespace) -> None:
@@ -143,7 +148,12 @@ def run(args: argparse.Namespace) -> int:
         reset_gap_s=math.inf,  # a file is one continuous stream, whatever its timestamps
         name=choice.name,
     )
-    if choice.labels is None:
+    taught = None
+    if args.taught:
+        from edge.commands.teach import taught_for
+
+        taught = taught_for(clf, args)
+    elif choice.labels is None:
         log.warning("%s: no label file found beside the model; showing class indices", choice.path)
 
     every = takes_every_frame(args.fps, video.fps)
@@ -171,19 +181,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         for item in frames:
             pred = clf.run(item.data, item.timestamp, item.epoch)
+            if taught is not None:
+                pred = taught.step(pred)
             steps += 1
             last = pred
             if args.json:
-                out.write(
-                    json.dumps(
-                        {
-                            "t": round(item.timestamp, 3),
-                            "frame": item.seq,
-                            "top": [s.as_dict() for s in pred.top],
-                        }
-                    )
-                    + "\n"
-                )
+                line: dict[str, Any] = {
+                    "t": round(item.timestamp, 3),
+                    "frame": item.seq,
+                    "top": [s.as_dict() for s in pred.top],
+                }
+                if taught is not None:
+                    line["label"] = pred.extra.get("label")
+                out.write(json.dumps(line) + "\n")
             if plot_out is not None:
                 times.append(item.timestamp)
                 history.append(pred.probs)
@@ -204,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         plot.plot_timeline(
             times,
             history,
-            clf.labels,
+            clf.labels if taught is None else taught.classes,
             plot_out,
             title=f"{Path(args.video).name} - {clf.name}",
         )
@@ -213,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
         out.write(
             json.dumps(
                 {
-                    "final": {"top": [s.as_dict() for s in last.top]},
+                    "final": _final(last, taught),
                     "frames": steps,
                     "fps": round(rate, 2),
                 }
@@ -228,5 +238,14 @@ def run(args: argparse.Namespace) -> int:
         )
         for i, s in enumerate(last.top, 1):
             out.write(f"{i:>3}. {s.label:<{width}}  {s.score:.3f}\n")
+        if taught is not None:
+            out.write(f"taught class: {last.extra.get('label') or 'none of them'}\n")
     out.flush()
     return 0
+
+
+def _final(last: Any, taught: Any) -> dict[str, Any]:
+    final: dict[str, Any] = {"top": [s.as_dict() for s in last.top]}
+    if taught is not None:
+        final["label"] = last.extra.get("label")
+    return final

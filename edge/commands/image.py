@@ -42,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="override the colour order the model is fed (Custom Vision: what the export says)",
     )
     p.add_argument("--threads", type=int, default=2, help="interpreter threads")
+    p.add_argument(
+        "--taught", action="store_true", help="report the classes taught to this model instead"
+    )
+    p.add_argument("--store", metavar="FILE", help="the taught examples (with --taught)")
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -105,12 +109,19 @@ def run(args: argparse.Namespace) -> int:
     from edge.classifiers.image import read_image
 
     clf = _load(args)
+    taught = None
+    if args.taught:
+        from edge.commands.teach import taught_for
+
+        taught = taught_for(clf, args)
     status = 0
     for path, error in _expand(args.paths):
         try:
             if error is not None:
                 raise error
             pred = clf.classify(read_image(path), args.top)
+            if taught is not None:
+                pred = taught.step(pred)
         except EdgeError as exc:
             print(f"edge image: error: {exc}", file=sys.stderr, flush=True)
             status = 2
@@ -125,5 +136,6 @@ def run(args: argparse.Namespace) -> int:
             }
             print(json.dumps(line), flush=True)
         else:
-            print(_text(path, pred, label, clf.threshold), flush=True)
+            threshold = clf.threshold if taught is None else taught.taught.threshold
+            print(_text(path, pred, label, threshold), flush=True)
     return status
