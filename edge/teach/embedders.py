@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from edge.errors import SourceError
+from edge.nativeio import native_stderr
 from edge.teach.embedding import StreamEmbedding
 from edge.teach.store import ModelKey
 
@@ -40,12 +41,14 @@ def file_kind(path: Path) -> str:
         raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if head and cv2.imdecode(np.frombuffer(head, np.uint8), cv2.IMREAD_COLOR) is not None:
         return "image"
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if cap.isOpened() and cap.read()[0]:
-            return "video"
-    finally:
-        cap.release()
+    noise: list[str] = []  # FFmpeg's complaints about a file that is not a video
+    with native_stderr(noise):
+        cap = cv2.VideoCapture(str(path))
+        try:
+            if cap.isOpened() and cap.read()[0]:
+                return "video"
+        finally:
+            cap.release()
     raise SourceError(f"{path}: neither an image nor a video")
 
 

@@ -1,0 +1,101 @@
+"""Embeddings read from the classifiers' own step: the pooled features, found in any graph."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from edge.classifiers.image import load_image_classifier, read_image
+from edge.classifiers.stream import StreamClassifier
+from edge.errors import ModelError
+from edge.frame import Frame
+from edge.runtime import open_interpreter
+from edge.teach.embedding import StreamEmbedding, find_image_embedding
+from tests.conftest import (
+    A0,
+    CV_FRUITS,
+    IMAGES,
+    K600_LABELS,
+    MOBILENET,
+    MOBILENET_LABELS,
+    VIDEOS,
+    require,
+)
+
+
+def _preserved(path, index, image_input):
+    """The tensor as the debugging option of the interpreter shows it, for comparison."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        it = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], image_input)
+    it.invoke()
+    return it.get_tensor(index).reshape(-1)
+
+
+@pytest.mark.parametrize(
+    ("model", "labels", "name", "size"),
+    [
+        (MOBILENET, MOBILENET_LABELS, "MobilenetV2/Logits/AvgPool", 1280),
+        (CV_FRUITS, None, "pool10", 512),
+    ],
+)
+def test_image_embedding_is_the_pool_before_the_logits(model, labels, name, size):
+    require(model, IMAGES / "fox.jpeg")
+    clf = load_image_classifier(model, labels=labels)
+    fox = read_image(IMAGES / "fox.jpeg")
+    before = clf.classify(fox)
+    tensor = clf.enable_embedding()
+    assert (tensor.name, tensor.size) == (name, size)
+    after = clf.classify(fox)
+    # Same scores as without it, and the embedding from the same invoke.
+    np.testing.assert_allclose(after.probs, before.probs, atol=1e-6)
+    emb = after.extra["embedding"]
+    assert emb.shape == (size,) and emb.dtype == np.float32 and np.linalg.norm(emb) > 0
+    # The value the interpreter itself holds for that tensor when it keeps every tensor.
+    raw = _preserved(clf.path, tensor.index, clf._input)
+    want = (raw.astype(np.float32) - tensor.zero_point) * (tensor.scale or 1.0)
+    np.testing.assert_allclose(emb, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_without_a_pooled_feature_before_its_logits_is_refused():
+    require(A0)
+    it = open_interpreter(A0)
+    logits = next(int(d["index"]) for d in it.get_output_details() if tuple(d["shape"]) == (1, 600))
+    with pytest.raises(ModelError, match="no usable embedding"):
+        find_image_embedding(it, logits, A0)
+
+
+def _clip(name):
+    from edge.pacing import Pacer
+    from edge.sources.video_file import VideoFile
+
+    return [f.image for f in VideoFile(VIDEOS / name).frames(Pacer(5.0).take)]
+
+
+def _embedding_after(frames, horizon_s):
+    clf = StreamClassifier(A0, labels_path=K600_LABELS, horizon_s=horizon_s, reset_gap_s=math.inf)
+    reader = StreamEmbedding(clf)
+    assert reader.size == 480
+    assert not reader.read().any()  # nothing seen yet
+    for i, img in enumerate(frames):
+        clf.step(Frame(image=img, timestamp=i / 5.0, seq=i))
+    e = reader.read()
+    assert np.isfinite(e).all()
+    return e / np.linalg.norm(e)
+
+
+def test_stream_embedding_is_the_head_average_and_follows_the_horizon():
+    require(A0, K600_LABELS, VIDEOS / "arm_wrestling.mp4", VIDEOS / "carving_ice.mp4")
+    arm, carving = _clip("arm_wrestling.mp4"), _clip("carving_ice.mp4")
+    alone = _embedding_after(carving, 2.0)
+    # Under a 2 s horizon the embedding is the last seconds' (the mature copy): what came
+    # before no longer counts. Without one, the whole past is in the average.
+    assert float(alone @ _embedding_after(arm + carving, 2.0)) > 0.99
+    assert float(_embedding_after(carving, 0.0) @ _embedding_after(arm + carving, 0.0)) < 0.95
