@@ -105,7 +105,7 @@ class ImageEmbedder:
         self.key = ModelKey(classifier.sha256, tensor.name, classifier.name)
 
     def embed(self, bgr: np.ndarray) -> np.ndarray:
-        return self.classifier.classify(bgr).extra["embedding"]  # type: ignore[no-any-return]
+        return np.asarray(self.classifier.classify(bgr).extra["embedding"])
 
     def sample(self, bgr: np.ndarray, source: str) -> Sample:
         h, w = bgr.shape[:2]
