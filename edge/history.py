@@ -228,10 +228,18 @@ class History:
 
     # ------------------------------------------------------------------ reading
     def query(
-        self, since: float | None = None, until: float | None = None, limit: int | None = None
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        entry_id: int | None = None,
     ) -> list[HistoryEntry]:
         """Entries oldest first; with ``limit``, the newest ``limit`` of them."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[float] = []
+        if entry_id is not None:
+            where.append("id = ?")
+            args.append(entry_id)
         if since is not None:
             where.append("ts >= ?")
             args.append(since)
@@ -282,6 +290,11 @@ class History:
         ]
         entries.reverse()
         return entries
+
+    def get(self, entry_id: int) -> HistoryEntry | None:
+        """One entry by its id (a result's ``history_id``)."""
+        found = self.query(entry_id=entry_id)
+        return found[0] if found else None
 
     def count(self) -> int:
         with self._lock:

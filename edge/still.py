@@ -60,6 +60,8 @@ class StillStation:
         self.top_k = top_k
         self.clock = clock
         self._lock = threading.Lock()  # one image at a time: triggers may race
+        # Extra fields for a model's result (the taught classes' answer), or None.
+        self.taught: Callable[[Any, Any], dict[str, Any] | None] | None = None
 
     # ------------------------------------------------------------------ entry points
     def classify_path(self, path: str | Path, source: str = "file") -> dict[str, Any]:
@@ -161,6 +163,9 @@ class StillStation:
                         "inference_ms": round(pred.inference_ms, 3),
                     }
                 )
+                extra = self.taught(clf, pred) if self.taught is not None else None
+                if extra:
+                    results[-1]["taught"] = extra
                 records.append(ModelResult(clf.name, clf.sha256, label, top))
             kept_path = path
             if owned and self.keep_images == "none" and path is not None:

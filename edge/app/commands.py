@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 import cv2
 from pydantic import ValidationError
 
+from edge.app import teaching
 from edge.app.pipeline import Parts
 from edge.config import ModelConfig
 from edge.errors import EdgeError
@@ -148,6 +149,9 @@ HANDLERS: dict[str, Handler[Any]] = {
     "snapshot": Handler(SnapshotArgs, snapshot),
     "classify": Handler(ClassifyArgs, classify),
     "model": Handler(ModelArgs, model),
+    "teach": Handler(teaching.TeachArgs, teaching.teach),
+    "forget": Handler(teaching.ForgetArgs, teaching.forget),
+    "classes": Handler(teaching.ClassesArgs, teaching.classes),
 }
 
 SCHEMAS: dict[str, type[CommandArgs]] = {name: h.args for name, h in HANDLERS.items()}

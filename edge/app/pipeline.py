@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from edge.smoothing import Smoother
     from edge.sources.base import Capture
     from edge.sources.command import CommandCamera
+    from edge.teach.live import LiveTeacher
 
 Mode = Literal["video", "still"]
 
@@ -86,6 +87,7 @@ class Parts:
 class Pipeline(Protocol):
     mode: Mode
     description: str  # the source, for the start-up log line
+    teacher: LiveTeacher  # the running model's taught classes (edge.app.teaching)
 
     def start(self) -> None:
         """Start the parts this pipeline built itself."""

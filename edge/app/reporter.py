@@ -72,6 +72,7 @@ class Reporter:
         self.since: float | None = None  # wall time the current label (or none) took over
         self.camera_ok = True
         self.last_state = 0.0
+        self.taught: dict[str, Any] | None = None  # the taught classes, when teaching is on
         self._listeners: list[Listener] = []
 
     # ------------------------------------------------------------------ listeners
@@ -185,6 +186,8 @@ class Reporter:
             ts=now,
         )
         payload["camera"] = "ok" if self.camera_ok else "stalled"
+        if self.taught is not None:
+            payload["taught"] = self.taught
         if since is not None:
             self.since = since
         self._emit("state", payload)

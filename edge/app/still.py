@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge.app.pipeline import LastFrame, Mode, ModelInfo, Parts, PipelineStats, Source
+from edge.app.teaching import make_teacher
 from edge.errors import EdgeError, SourceError
 from edge.history import History
 from edge.loader import load_for_mode
@@ -58,6 +59,8 @@ class StillPipeline:
         self._capture_running = capture_running
         self.last = last
         self._next_photo = 0.0
+        self.teacher = make_teacher(cfg, station.classifiers[0], reporter)
+        station.taught = self.teacher.result_fields
 
     @classmethod
     def build(
@@ -107,6 +110,7 @@ class StillPipeline:
             capture.start()
             self._capture_running = True
         self.reporter.set_model("still", self.model_info())
+        self.reporter.taught = self.teacher.summary()
         self.reporter.mark_ready()
 
     def tick(self) -> bool:
@@ -139,6 +143,7 @@ class StillPipeline:
         if capture is not None and capture is not kept:
             capture.stop()
         self.station.history.close()
+        self.teacher.close()
 
     def reset(self) -> None:
         """Nothing carries over from one photo to the next."""

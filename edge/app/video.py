@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge.app.pipeline import LastFrame, Mode, ModelInfo, Parts, PipelineStats, Source
+from edge.app.teaching import make_teacher
 from edge.errors import EdgeError
 from edge.frame import Frame
 from edge.loader import load_for_mode
@@ -39,6 +40,10 @@ class VideoPipeline:
         *,
         capture_running: bool = False,
     ) -> None:
+        self.teacher = make_teacher(cfg, classifier, reporter)
+        self._taught_version = self.teacher.version
+        if self.teacher.labels != smoother.labels:
+            smoother = Smoother(self.teacher.labels, cfg.smoother)
         self.cfg = cfg
         self.capture = capture
         self.classifier = classifier
@@ -87,6 +92,7 @@ class VideoPipeline:
             self.capture.start()
             self._capture_running = True
         self.reporter.set_model("video", self.model_info())
+        self.reporter.taught = self.teacher.summary()
 
     def tick(self) -> bool:
         frame = self.capture.get(timeout=0.2)
@@ -102,6 +108,7 @@ class VideoPipeline:
         kept = keep.source.capture if keep is not None and keep.source is not None else None
         if self.capture is not kept:
             self.capture.stop()
+        self.teacher.close()
 
     def reset(self) -> None:
         self.classifier.reset()
@@ -151,6 +158,11 @@ class VideoPipeline:
         self.infer_ms.add(pred.inference_ms)
         self.model_rate.tick()
         self.last.seen(frame)
+        if pred.extra.get("reset"):
+            self.teacher.cancel_session("the stream was reset")
+        pred = self.teacher.publish(pred, frame.image)
+        if self.teacher.version != self._taught_version:
+            self._relabel()
         stable = self.smoother.update(pred.probs, frame.timestamp)
         self.reporter.step(stable, frame, pred)
 
@@ -163,8 +175,20 @@ class VideoPipeline:
             log.info("camera: frames again")
         else:
             log.warning("camera: no frame for %g s", self.cfg.source.frame_timeout_s)
-            self.smoother = Smoother(self.classifier.labels, self.cfg.smoother)
+            self.teacher.cancel_session("the camera stalled")
+            self.smoother = Smoother(self.teacher.labels, self.cfg.smoother)
         reporter.camera(ok)
+
+    def _relabel(self) -> None:
+        """Taught classes changed: a smoother over the new labels; the old label ends."""
+        self._taught_version = self.teacher.version
+        self.smoother = Smoother(self.teacher.labels, self.cfg.smoother)
+        reporter = self.reporter
+        reporter.taught = self.teacher.summary()
+        if reporter.label:
+            reporter.event("end", label=reporter.label, reason="taught classes changed")
+        reporter.forget_label()
+        reporter.state(reporter.clock())
 
 
 def load_stream(cfg: Config, *, request: bool = False) -> StreamClassifier:
