@@ -99,3 +99,29 @@ def test_stream_embedding_is_the_head_average_and_follows_the_horizon():
     # before no longer counts. Without one, the whole past is in the average.
     assert float(alone @ _embedding_after(arm + carving, 2.0)) > 0.99
     assert float(_embedding_after(carving, 0.0) @ _embedding_after(arm + carving, 0.0)) < 0.95
+
+
+def test_taught_classes_cost_no_extra_invoke_per_video_step(tmp_path):
+    from edge.teach.head import attach
+    from edge.teach.store import Store
+
+    require(A0, K600_LABELS, VIDEOS / "carving_ice.mp4")
+    clf = StreamClassifier(A0, labels_path=K600_LABELS, horizon_s=4.0, reset_gap_s=math.inf)
+    frames = _clip("carving_ice.mp4")[:12]
+    with Store(tmp_path / "t.sqlite") as store:
+        from edge.teach.embedders import ClipEmbedder
+
+        key = ClipEmbedder(clf).key
+        for i, img in enumerate(frames):
+            clf.step(Frame(image=img, timestamp=i / 5.0, seq=i))
+        store.add("carving", StreamEmbedding(clf).read(), key, "live")
+        head = attach(clf, store)
+        clf.reset()
+        calls = []
+        invoke = clf._invoke
+        clf._invoke = lambda: (calls.append(1), invoke())[1]
+        labels = []
+        for i, img in enumerate(frames):
+            labels.append(head.step(clf.step(Frame(image=img, timestamp=i / 5.0, seq=i))))
+    assert len(calls) == len(frames)
+    assert labels[-1].extra["label"] == "carving"
