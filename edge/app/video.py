@@ -183,12 +183,8 @@ class VideoPipeline:
         """Taught classes changed: a smoother over the new labels; the old label ends."""
         self._taught_version = self.teacher.version
         self.smoother = Smoother(self.teacher.labels, self.cfg.smoother)
-        reporter = self.reporter
-        reporter.taught = self.teacher.summary()
-        if reporter.label:
-            reporter.event("end", label=reporter.label, reason="taught classes changed")
-        reporter.forget_label()
-        reporter.state(reporter.clock())
+        self.reporter.taught = self.teacher.summary()
+        self.reporter.end_label("taught classes changed")
 
 
 def load_stream(cfg: Config, *, request: bool = False) -> StreamClassifier:
