@@ -159,3 +159,21 @@ def test_still_mode_photo_now_and_relabel_a_past_photo(broker, daemons, tmp_path
         assert classes == [{"label": "apple", "examples": 1}, {"label": "fruit", "examples": 1}]
         code, _ = d.stop()
         assert code == 0, d.log()
+
+
+def test_a_corrupt_store_turns_teaching_off_not_the_sensor(broker, daemons, tmp_path):
+    cfg = config_for(tmp_path, broker.port)
+    store = tmp_path / "state" / "teach.sqlite"
+    store.parent.mkdir(parents=True)
+    store.write_bytes(b"\x00not a store" * 500)
+    d = daemons(cfg)
+    with broker.subscriber(f"{BASE}/#") as sub:
+        d.start()
+        state = _wait_label(sub, "carving ice")
+        assert "damaged or not a store" in state["taught"]["error"]
+        reply = ask(sub, "teach", {"label": "carving", "seconds": 2}, 1)
+        assert reply["ok"] is False and str(store) in reply["error"]
+        assert d.alive()
+        code, _ = d.stop()
+        assert code == 0, d.log()
+    assert store.read_bytes() == b"\x00not a store" * 500
