@@ -7,7 +7,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-from edge.teach.store import LabelError, ModelKey, Store, StoreError, check_label
+from edge.teach.encoding import LabelError, check_label
+from edge.teach.store import ModelKey, Store, StoreError
 
 MODEL_A = ModelKey("a" * 64, "state_head_pool_buffer", "a0")
 MODEL_B = ModelKey("b" * 64, "MobilenetV2/Logits/AvgPool", "mobilenet")

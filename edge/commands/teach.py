@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     if action == "forget":
-        from edge.teach.store import LabelError
+        from edge.teach.encoding import LabelError
 
         gone = store.forget(args.label, model)
         if not gone:
@@ -186,7 +186,7 @@ def _key_for_file(file: str, models_dir: Path | None) -> Any:
 
 
 def _add(args: argparse.Namespace) -> int:
-    from edge.teach.store import check_label
+    from edge.teach.encoding import check_label
 
     label = check_label(args.label)
     paths, kind = files_of_one_kind(args.paths)

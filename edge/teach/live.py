@@ -21,8 +21,9 @@ import numpy as np
 from edge.classifiers.base import Prediction, top_k
 from edge.errors import EdgeError
 from edge.teach.embedders import thumbnail
+from edge.teach.encoding import check_label
 from edge.teach.head import TaughtHead, attach
-from edge.teach.store import Store, check_label
+from edge.teach.store import Store
 
 log = logging.getLogger("edge.teach")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-import unicodedata
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.teach.encoding import check_label, unit16, views_blob, views_of
 
 SCHEMA_VERSION = 1
-MAX_LABEL_CHARS = 64
 KIND = "edge-teach-store"
 
 _SCHEMA = """
@@ -50,24 +49,6 @@ CREATE INDEX IF NOT EXISTS examples_model ON examples (model_sha256, tensor, lab
 
 class StoreError(EdgeError):
     """The store file is unreadable, damaged, or holds examples of another model."""
-
-
-class LabelError(EdgeError):
-    """A label that cannot name a taught class."""
-
-
-def check_label(label: object) -> str:
-    """The label stripped of surrounding blanks, or a LabelError saying what is wrong."""
-    if not isinstance(label, str):
-        raise LabelError("label must be a string")
-    text = label.strip()
-    if not text:
-        raise LabelError("label is empty")
-    if len(text) > MAX_LABEL_CHARS:
-        raise LabelError(f"label is longer than {MAX_LABEL_CHARS} characters")
-    if any(unicodedata.category(ch).startswith("C") for ch in text):
-        raise LabelError(f"label {text.encode('unicode_escape').decode()!r} has control characters")
-    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,39 +85,6 @@ class ClassCount:
             "examples": self.count,
             "model": {"name": self.model_name, "sha256": self.model_sha256},
         }
-
-
-def _unit16(x: np.ndarray) -> bytes:
-    x = np.asarray(x, np.float32).reshape(-1)
-    norm = float(np.linalg.norm(x))
-    if not np.isfinite(norm) or norm == 0.0:
-        raise StoreError("embedding is all zeros or not finite")
-    return (x / norm).astype("<f2").tobytes()
-
-
-def _views_blob(views: Sequence[np.ndarray]) -> bytes | None:
-    """Augmented views in 8 bits each (a float32 scale, then int8 values): only the linear
-    head trains on them, and they would otherwise be most of the store's size."""
-    if not len(views):
-        return None
-    parts = []
-    for v in views:
-        unit = np.frombuffer(_unit16(v), "<f2").astype(np.float32)
-        scale = float(np.abs(unit).max()) / 127.0 or 1.0
-        parts.append(np.float32(scale).astype("<f4").tobytes())
-        parts.append(np.round(unit / scale).astype(np.int8).tobytes())
-    return b"".join(parts)
-
-
-def _views_of(blob: bytes, dim: int) -> np.ndarray:
-    step = 4 + dim
-    if len(blob) % step:
-        raise ValueError("views of the wrong size")
-    out = []
-    for at in range(0, len(blob), step):
-        scale = np.frombuffer(blob, "<f4", 1, at)[0]
-        out.append(np.frombuffer(blob, np.int8, dim, at + 4).astype(np.float32) * scale)
-    return np.vstack(out)
 
 
 class Store:
@@ -261,7 +209,7 @@ class Store:
         rows = []
         for i, emb in enumerate(embeddings):
             v = views[i] if views is not None else ()
-            blob = _views_blob(v)
+            blob = views_blob(v)
             thumb = thumbnails[i] if thumbnails is not None else None
             dim = int(np.asarray(emb).size)
             rows.append(
@@ -272,7 +220,7 @@ class Store:
                     model.name,
                     model.tensor,
                     dim,
-                    _unit16(emb),
+                    unit16(emb),
                     blob,
                     sources[i],
                     now,
@@ -358,7 +306,7 @@ class Store:
                 e = np.frombuffer(blob, "<f2").astype(np.float32)
                 if e.size != dim:
                     raise ValueError("embedding of the wrong size")
-                more = _views_of(extra, dim) if extra else None
+                more = views_of(extra, dim) if extra else None
             except (ValueError, TypeError):
                 raise StoreError(f"{self.path}: an example of {label!r} is damaged") from None
             labels.append(label)
