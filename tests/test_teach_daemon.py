@@ -77,13 +77,16 @@ def test_teach_from_live_video_forget_and_it_survives_a_restart(broker, daemons,
         assert reply == {"ok": True, "id": "t1", "label": "chiselling", "seconds": 3,
                          "collecting": True}  # fmt: skip
         taught = sub.wait_for(events("taught", label="chiselling"), 60, "the taught event")[0]
-        assert taught["ok"] is True and taught["examples"] == 3 and taught["total"] == 3
+        # One example per second of frames: 3, or fewer if a loaded machine delivers
+        # frames further apart than a second.
+        n = taught["examples"]
+        assert taught["ok"] is True and 1 <= n <= 3 and taught["total"] == n
         # At once: the taught class is what the sensor reports now.
         state = _state_where(sub, lambda s: s["label"] == "chiselling", "the taught label")
         assert state["taught"]["classes"] == ["chiselling"]
         classes = ask(sub, "classes", {}, 1)
         assert classes["ok"] is True
-        assert classes["classes"] == [{"label": "chiselling", "examples": 3}]
+        assert classes["classes"] == [{"label": "chiselling", "examples": n}]
         assert classes["learner"] == "ncm" and classes["threshold_source"] == "default"
         code, _ = d.stop()
         assert code == 0, d.log()
@@ -95,7 +98,7 @@ def test_teach_from_live_video_forget_and_it_survives_a_restart(broker, daemons,
         sub.wait_payload(f"{BASE}/availability", "online", timeout=60)
         _state_where(sub, lambda s: s["label"] == "chiselling", "the taught label after restart")
         gone = ask(sub, "forget", {"label": "chiselling"}, 1)
-        assert gone == {"ok": True, "label": "chiselling", "forgotten": 3}
+        assert gone == {"ok": True, "label": "chiselling", "forgotten": n}
         _state_where(sub, lambda s: s["label"] == "carving ice", "the model's label again")
         code, _ = d2.stop()
         assert code == 0, d2.log()
