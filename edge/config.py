@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from edge.errors import ConfigError
 
@@ -33,6 +41,27 @@ class Section(BaseModel):
 
 
 Rotation = Literal[0, 90, 180, 270]
+UriTarget = Literal["device", "stream", "file"]
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def uri_target(uri: str) -> tuple[UriTarget, int | str]:
+    """What a ``source.uri`` names: a device index or path, a stream URL, or a file.
+
+    Lives with the config so that a mistake only the kind of URI reveals (looping a
+    camera) is refused by ``check-config``, not found at run time.
+    """
+    text = uri.strip()
+    if text.isdigit():
+        return "device", int(text)
+    if _URL.match(text):
+        if text.lower().startswith("file://"):
+            return "file", text[len("file://") :]
+        return "stream", text
+    if text.startswith("/dev/"):
+        return "device", text
+    return "file", text
 
 
 class SourceConfig(Section):
@@ -41,7 +70,7 @@ class SourceConfig(Section):
     # none (still mode): no camera, photos come only from still.watch_dir
     kind: Literal["auto", "picamera2", "opencv", "command", "none"] = "auto"
     # opencv: device index ("0"), /dev/videoN, rtsp://, http(s):// MJPEG, or a file path.
-    uri: str | None = None
+    uri: str | None = Field(None, validate_default=True)
     loop: bool = False  # files only: start again at the end
     realtime: bool = True  # files only: pace reading to the file's frame rate
     width: int = Field(640, gt=0)
@@ -56,6 +85,33 @@ class SourceConfig(Section):
     # kind=command (still mode): a program that writes one photo to {path}.
     command: str | None = None
     command_timeout_s: float = Field(20.0, gt=0)
+
+    @field_validator("uri")
+    @classmethod
+    def _uri_fits_kind(cls, v: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("kind")
+        if v is not None and not v.strip():
+            raise ValueError("empty (leave it out for kind 'auto')")
+        if kind == "opencv" and v is None:
+            raise ValueError(
+                "kind 'opencv' needs a device (0, /dev/video0), a stream URL "
+                "(rtsp://, http://) or a video file"
+            )
+        if kind == "picamera2" and v is not None and not v.strip().isdigit():
+            raise ValueError(f"for kind picamera2 give a camera number (0, 1), not {v!r}")
+        return v
+
+    @field_validator("loop")
+    @classmethod
+    def _only_files_loop(cls, v: bool, info: ValidationInfo) -> bool:
+        if not v or "uri" not in info.data or info.data.get("kind") == "command":
+            return v  # a bad uri is reported on its own
+        uri = info.data["uri"]
+        target = uri_target(uri)[0] if uri is not None else "device"
+        if target != "file":  # no URI in the message: a stream URL may carry a password
+            what = "a stream URL" if target == "stream" else "a camera"
+            raise ValueError(f"only a video file can loop, not {what}")
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> SourceConfig:

@@ -202,3 +202,35 @@ def test_cross_field_rules_are_checked_by_check_config(tmp_path) -> None:
     assert_one_line_error(run_cli("check-config", str(bad)), "mode 'still'")
     bad.write_text("mqtt: {reconnect_min_s: 10, reconnect_max_s: 1}\n")
     assert_one_line_error(run_cli("check-config", str(bad)), "reconnect_max_s")
+
+
+@pytest.mark.parametrize(
+    ("source", "needles"),
+    [
+        ("{uri: 'rtsp://cam:secret@10.0.0.2/s', loop: true}", ("source.loop", "stream")),
+        ("{kind: opencv, uri: 'http://phone:8080/video', loop: true}", ("source.loop", "stream")),
+        ("{kind: opencv, uri: '0', loop: true}", ("source.loop", "camera")),
+        ("{kind: auto, loop: true}", ("source.loop", "camera")),
+        ("{kind: picamera2, loop: true}", ("source.loop", "camera")),
+        ("{kind: opencv}", ("source.uri", "needs a device")),
+        ("{kind: opencv, uri: ' '}", ("source.uri", "empty")),
+        ("{kind: picamera2, uri: /dev/video0}", ("source.uri", "camera number")),
+    ],
+)
+def test_source_mistakes_are_config_errors_for_check_config_and_run(
+    tmp_path, source, needles
+) -> None:
+    # Found at run time these would exit 3, which systemd restarts every 10 s.
+    bad = tmp_path / "c.yaml"
+    bad.write_text(f"source: {source}\n")
+    proc = run_cli("check-config", str(bad), env=_env(tmp_path))
+    assert_one_line_error(proc, str(bad), *needles)
+    assert "secret" not in proc.stderr
+
+
+def test_run_refuses_looping_a_stream_as_bad_config(tmp_path) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text("source: {kind: opencv, uri: 'http://127.0.0.1:9/video', loop: true}\n")
+    assert_one_line_error(run_cli("run", "--config", str(bad)), "source.loop")
+    for clip in ("clip.mp4", "file:///srv/clip.mp4"):
+        assert parse_config({"source": {"uri": clip, "loop": True}}).source.loop

@@ -185,8 +185,6 @@ def _opencv_capture(
     target, value = classify_uri(uri)
     if target == "file":
         check_file(str(value))
-    elif cfg.loop:
-        raise SourceError("source.loop: only a video file can loop, not a camera or stream")
     open_timeout = _open_timeout(cfg)
     # Slightly longer than the watchdog, which should notice first and count the stall.
     read_timeout = cfg.frame_timeout_s + 1.0

@@ -10,34 +10,22 @@ which the capture calls only for frames the model will see.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
-from typing import Literal
 
 import cv2
 import numpy as np
 
+from edge.config import UriTarget, uri_target
 from edge.errors import SourceError
 from edge.sources.base import redact_url
 
-Target = Literal["device", "stream", "file"]
-
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+Target = UriTarget
 
 
 def classify_uri(uri: str) -> tuple[Target, int | str]:
     """What an ``opencv`` source URI names: a device index or path, a stream URL, or a file."""
-    text = uri.strip()
-    if text.isdigit():
-        return "device", int(text)
-    if _URL.match(text):
-        if text.lower().startswith("file://"):
-            return "file", text[len("file://") :]
-        return "stream", text
-    if text.startswith("/dev/"):
-        return "device", text
-    return "file", text
+    return uri_target(uri)
 
 
 def describe(target: Target, value: int | str) -> str:
