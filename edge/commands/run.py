@@ -34,6 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mqtt-port", type=int)
     p.add_argument("--no-mqtt", action="store_true", help="run without publishing (log only)")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument(
+        "--wait-for-camera",
+        action="store_true",
+        help="with source.kind auto and no camera, wait for one instead of exiting 3 "
+        "(the service does: a fresh install has no camera yet)",
+    )
 
 
 def overrides_from(args: argparse.Namespace) -> dict:
@@ -75,6 +81,13 @@ def run(args: argparse.Namespace) -> int:
     overrides = overrides_from(args)
     cfg = load_config(path, overrides)
     logging.getLogger().setLevel("DEBUG" if args.verbose else cfg.log_level.upper())
+    if args.wait_for_camera:
+        from edge.camera_wait import wait_for_camera
+
+        waited = wait_for_camera(cfg, lambda: load_config(path, overrides), path)
+        if waited is None:
+            return 0  # stopped while waiting
+        cfg = waited
     daemon = Daemon(cfg, path, overrides)
     daemon.install_signals()
     try:
