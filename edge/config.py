@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -296,6 +297,14 @@ class TeachConfig(Section):
     publish: Literal["taught", "taught_or_base"] = "taught_or_base"
 
 
+class ServiceConfig(Section):
+    """How the systemd service is sandboxed (applied by scripts/install-service.sh)."""
+
+    # Addresses or subnets the service may talk to besides loopback, the broker and a
+    # stream camera: the web page's clients, a subnet a DHCP broker moves within.
+    ip_allow: list[IPvAnyNetwork] = Field(default_factory=list)
+
+
 class Config(Section):
     device_id: str = Field("edge-1", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     mode: Literal["video", "still"] = "video"
@@ -307,6 +316,7 @@ class Config(Section):
     mqtt: MqttConfig = MqttConfig()
     still: StillConfig = StillConfig()
     teach: TeachConfig = TeachConfig()
+    service: ServiceConfig = ServiceConfig()
     state_dir: Path = Path("/var/lib/edge")
     models_dir: Path | None = None  # default: $EDGE_MODELS_DIR or ~/.local/share/edge/models
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -65,11 +65,23 @@ fi
 "$prefix/.venv/bin/edge" check-config /etc/edge/config.yaml
 
 sed "s|@PREFIX@|$prefix|g" "$prefix/systemd/edge.service" > /etc/systemd/system/edge.service
+# The unit denies every IP address but loopback; allow what this config talks to.
+allow="$("$prefix/.venv/bin/edge" check-config --ip-allow /etc/edge/config.yaml)"
+mkdir -p /etc/systemd/system/edge.service.d
+cat > /etc/systemd/system/edge.service.d/ip-allow.conf <<EOF
+# Written by scripts/install-service.sh from /etc/edge/config.yaml (mqtt.host, a stream
+# source.uri, the DNS servers, service.ip_allow): run it again after changing those.
+[Service]
+IPAddressAllow=$allow
+Environment="EDGE_IP_ALLOW=$allow"
+EOF
+say "network: the service may reach $allow"
 systemctl daemon-reload
 if [ $start = 1 ]; then
   systemctl enable edge.service
   systemctl restart edge.service
-  say "started; follow it with: journalctl -u edge -f"
+  say "started: $(systemctl show -P StatusText edge.service)"
+  say "follow it with: journalctl -u edge -f"
 else
   say "installed; start it with: systemctl enable --now edge"
 fi

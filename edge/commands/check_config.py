@@ -14,11 +14,18 @@ from pathlib import Path
 
 from edge.config import Config, ModelConfig, load_config
 from edge.errors import EdgeError
+from edge.netallow import check_env
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="config.yaml to validate")
     parser.add_argument("-q", "--quiet", action="store_true", help="no summary, only ok/problems")
+    parser.add_argument(
+        "--ip-allow",
+        action="store_true",
+        help="print the addresses the service must be allowed to reach (systemd "
+        "IPAddressAllow=) for this config, and nothing else",
+    )
 
 
 def _source(cfg: Config) -> str:
@@ -54,6 +61,15 @@ def _warnings(cfg: Config) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.file)
+    if args.ip_allow:
+        from edge.netallow import allow_list
+
+        entries, warnings = allow_list(cfg)
+        for warning in warnings:
+            print(f"{args.file}: warning: {warning}", file=sys.stderr)
+        print(" ".join(entries))
+        return 0
+    check_env(cfg, str(args.file))
     print(f"{args.file}: ok")
     if not args.quiet:
         print(f"  mode:    {cfg.mode} (device {cfg.device_id})")

@@ -7,8 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
-from edge.config import find_config, load_config
+from edge.config import Config, find_config, load_config
 from edge.errors import SourceError
+from edge.netallow import check_env
 
 NO_SOURCE_EXIT = 3
 
@@ -79,12 +80,18 @@ def run(args: argparse.Namespace) -> int:
 
     path = args.config or find_config()
     overrides = overrides_from(args)
-    cfg = load_config(path, overrides)
+
+    def load() -> Config:
+        cfg = load_config(path, overrides)
+        check_env(cfg, str(path or "config"))
+        return cfg
+
+    cfg = load()
     logging.getLogger().setLevel("DEBUG" if args.verbose else cfg.log_level.upper())
     if args.wait_for_camera:
         from edge.camera_wait import wait_for_camera
 
-        waited = wait_for_camera(cfg, lambda: load_config(path, overrides), path)
+        waited = wait_for_camera(cfg, load, path)
         if waited is None:
             return 0  # stopped while waiting
         cfg = waited
