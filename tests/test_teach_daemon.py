@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from edge.mqtt.payloads import ResultPayload
 from tests.conftest import CV_FRUITS, IMAGES, MOBILENET, MOBILENET_LABELS, VIDEOS, require
 from tests.support.broker import broker_factory_fixture, broker_fixture  # noqa: F401
 from tests.support.daemon import DaemonProcess
@@ -156,6 +157,8 @@ def test_still_mode_photo_now_and_relabel_a_past_photo(broker, daemons, tmp_path
         assert ask(sub, "classify", {}, 1)["ok"] is True
         results = sub.wait_count(f"{BASE}/results", 2, timeout=60)
         last = results[-1].json()["results"][0]
+        checked = ResultPayload.model_validate(results[-1].json()).results[0].taught
+        assert checked is not None and checked.label == last["taught"]["label"]
         assert last["taught"]["label"] in {"apple", "fruit"}
         assert {s["label"] for s in last["taught"]["top"]} == {"apple", "fruit"}
         classes = ask(sub, "classes", {}, 1)["classes"]

@@ -79,6 +79,13 @@ class StillImage(BaseModel):
     source: str  # schedule, command, watch, file
 
 
+class TaughtAnswer(BaseModel):
+    """The classes taught to a still model, on the same image (``edge.teach``)."""
+
+    label: str | None  # the recognised taught class, None below the open-set threshold
+    top: list[ScoredOut]
+
+
 class StillModelResult(BaseModel):
     """One still model's answer on the image."""
 
@@ -88,6 +95,7 @@ class StillModelResult(BaseModel):
     threshold: float | None = None
     activation: str | None = None
     inference_ms: float
+    taught: TaughtAnswer | None = None  # the first model's, once it has taught classes
 
 
 class ResultPayload(_Out):
