@@ -1,16 +1,29 @@
-"""Shared paths and the rule for missing real parts: skip on a developer's machine, fail in CI."""
+"""Fixtures for the real parts the tests run on: models from the mirror, media from tests/data,
+a Mosquitto per test, publishers, and the model mirror served over HTTP.
+
+A model fixture skips when the model is missing, with how to get it (a failure with CI=true);
+the media are committed, so only a damaged checkout lacks them.
+"""
 
 from __future__ import annotations
 
+import http.server
 import os
-import subprocess
-import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("EDGE_SHARED", ROOT.parent / "shared"))
+from tests.support.assets import DATA, GET_DATA, ROOT, require
+from tests.support.broker import (  # noqa: F401  (registers the fixtures for every test)
+    any_broker_fixture,
+    broker_factory_fixture,
+    broker_fixture,
+    make_pub_fixture,
+    nats_broker_fixture,
+)
 
 
 def _mirror_from_installed() -> Path:
@@ -33,50 +46,159 @@ def _mirror_from_installed() -> Path:
     return view
 
 
-MODELS = Path(os.environ.get("EDGE_MODEL_MIRROR", SHARED / "models"))
-if not MODELS.is_dir():
-    MODELS = _mirror_from_installed()
-DATA = SHARED / "data"
-VIDEOS = DATA / "videos"
-IMAGES = DATA / "images"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-A0 = MODELS / "movinet_kinetics600" / "movinet_a0_stream_int8.tflite"
-K600_LABELS = MODELS / "movinet_kinetics600" / "kinetics600_label_map.txt"
-BERLIN_INT8 = MODELS / "movinet_custom_berlin0308" / "a0_int8.tflite"
-BERLIN_LABELS = MODELS / "movinet_custom_berlin0308" / "label_map.txt"
-CV_FRUITS = MODELS / "customvision_fruits"
-MOBILENET = MODELS / "imagenet_mobilenet_v2_quant" / "mobilenet_v2_1.0_224_quant.tflite"
-MOBILENET_LABELS = MODELS / "imagenet_mobilenet_v2_quant" / "imagenet_labels.txt"
+def _model_mirror() -> Path:
+    env = os.environ.get("EDGE_MODEL_MIRROR")
+    if env and Path(env).is_dir():
+        return Path(env)
+    return _mirror_from_installed()
 
 
-def require(*paths: Path) -> None:
-    """A missing real model or clip is a failure in CI and a skip elsewhere."""
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        msg = "missing real test asset(s): " + ", ".join(missing)
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
+MIRROR = _model_mirror()
 
 
-def run_cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-    """Run ``python -m edge`` as a user would, capturing text output."""
-    return subprocess.run(
-        [sys.executable, "-m", "edge", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=kw.pop("cwd", ROOT),
-        **kw,
-    )
+# ------------------------------------------------------------------------------ models
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
-    """Bad input: exit 2, one line on stderr naming the problem, no traceback."""
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    err = proc.stderr.strip()
-    assert "Traceback" not in err, err
-    assert len(err.splitlines()) == 1, err
-    for needle in needles:
-        assert needle in err, (needle, err)
+def _model(relative: str) -> Path:
+    path = MIRROR / relative
+    require(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The model mirror (EDGE_MODEL_MIRROR, else the installed models in the mirror's layout)."""
+    require(MIRROR)
+    return MIRROR
+
+
+@pytest.fixture(scope="session")
+def a0() -> Path:
+    """MoViNet-A0 stream, int8, Kinetics-600."""
+    return _model("movinet_kinetics600/movinet_a0_stream_int8.tflite")
+
+
+@pytest.fixture(scope="session")
+def k600_labels() -> Path:
+    return _model("movinet_kinetics600/kinetics600_label_map.txt")
+
+
+@pytest.fixture(scope="session")
+def berlin_int8() -> Path:
+    """A custom MoViNet (cattle behaviour, 5 classes), int8."""
+    return _model("movinet_custom_berlin0308/a0_int8.tflite")
+
+
+@pytest.fixture(scope="session")
+def berlin_labels() -> Path:
+    return _model("movinet_custom_berlin0308/label_map.txt")
+
+
+@pytest.fixture(scope="session")
+def cv_fruits() -> Path:
+    """An Azure Custom Vision TFLite export folder (model.tflite, labels.txt, metadata)."""
+    _model("customvision_fruits/model.tflite")
+    return _model("customvision_fruits")
+
+
+@pytest.fixture(scope="session")
+def mobilenet() -> Path:
+    """MobileNetV2 1.0 224, uint8 quantised, ImageNet."""
+    return _model("imagenet_mobilenet_v2_quant/mobilenet_v2_1.0_224_quant.tflite")
+
+
+@pytest.fixture(scope="session")
+def mobilenet_labels() -> Path:
+    return _model("imagenet_mobilenet_v2_quant/imagenet_labels.txt")
+
+
+@pytest.fixture
+def mirror_url(mirror: Path) -> Iterator[str]:
+    """The model mirror served over HTTP on a free 127.0.0.1 port."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(mirror), **kw)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+# ------------------------------------------------------------------------------ media
+
+
+def _data(name: str) -> Path:
+    path = DATA / name
+    require(path, how=GET_DATA)
+    return path
+
+
+@pytest.fixture(scope="session")
+def videos() -> Path:
+    """Real clips (tests/data/videos, listed in tests/data/MANIFEST.md)."""
+    return _data("videos")
+
+
+@pytest.fixture(scope="session")
+def images() -> Path:
+    """Real photos (tests/data/images)."""
+    return _data("images")
+
+
+@pytest.fixture(scope="session")
+def hands() -> Path:
+    """A few-shot set: hands/{train,test}/{rock,paper,scissors}/*.jpg."""
+    return _data("hands")
+
+
+# ------------------------------------------------------------------------------ a daemon's config
+
+
+@pytest.fixture
+def config_for(a0: Path, k600_labels: Path, videos: Path) -> Callable[..., dict[str, Any]]:
+    """``config_for(tmp, broker_port, **overrides)``: a video-mode config for ``edge run``,
+    MoViNet-A0 on a looping real clip, quick reconnects and heartbeats."""
+    from edge.config import merge
+
+    def make(tmp: Path, port: int, **extra: Any) -> dict[str, Any]:
+        base = {
+            "device_id": "dev1",
+            "state_dir": str(tmp / "state"),
+            "models_dir": str(tmp / "models"),
+            "source": {"kind": "opencv", "uri": str(videos / "carving_ice.mp4"), "loop": True},
+            "model": {"path": str(a0), "labels": str(k600_labels), "fps": 5, "horizon_s": 4},
+            "smoother": {"tau_s": 0.6, "consecutive": 2, "min_dwell_s": 0.5},
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": port,
+                "reconnect_min_s": 0.1,
+                "reconnect_max_s": 0.5,
+                "stats_interval_s": 1,
+                "heartbeat_s": 2,
+                "predictions_max_hz": 5,
+            },
+        }
+        return merge(base, extra)
+
+    return make
+
+
+# ------------------------------------------------------------------------------ the skip count
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Leave the skip count where scripts/test.sh prints it, after pytest's own summary."""
+    out = os.environ.get("EDGE_TEST_SKIPS_FILE")
+    if out:
+        skipped = len(terminalreporter.stats.get("skipped", []))
+        Path(out).write_text(f"{skipped}\n")

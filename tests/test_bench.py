@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import pytest
@@ -11,19 +12,22 @@ from edge.benchloops import ExampleLoopClassifier, LeanLoopClassifier
 from edge.labels import load_labels
 from edge.preprocess import RESIZE_METHODS
 from edge.sources.video_file import VideoFile
-from tests.conftest import A0, K600_LABELS, VIDEOS, assert_one_line_error, require, run_cli
+from tests.support.assets import require
+from tests.support.cli import assert_one_line_error, run_cli
 
-CLIP = VIDEOS / "carving_ice_small.mp4"
+
+@pytest.fixture
+def clip(videos: Path) -> Path:
+    return videos / "carving_ice_small.mp4"
 
 
-def test_bench_json_reports_all_four_loops_and_judges_its_targets():
-    require(A0, CLIP)
+def test_bench_json_reports_all_four_loops_and_judges_its_targets(a0, clip):
     proc = run_cli(
         "bench",
         "--model",
-        str(A0),
+        str(a0),
         "--video",
-        str(CLIP),
+        str(clip),
         "--frames",
         "150",
         "--rounds",
@@ -57,14 +61,13 @@ def test_bench_json_reports_all_four_loops_and_judges_its_targets():
     assert len(report["sha256"]) == 64
 
 
-def test_bench_text_output_and_thread_options():
-    require(A0, CLIP)
+def test_bench_text_output_and_thread_options(a0, clip):
     proc = run_cli(
         "bench",
         "--model",
-        str(A0),
+        str(a0),
         "--video",
-        str(CLIP),
+        str(clip),
         "--frames",
         "40",
         "--rounds",
@@ -87,12 +90,11 @@ def test_bench_text_output_and_thread_options():
 
 
 @pytest.mark.parametrize("loop", [ExampleLoopClassifier, LeanLoopClassifier])
-def test_baseline_loops_really_classify(loop):
+def test_baseline_loops_really_classify(a0, k600_labels, clip, loop):
     """The baselines do the same work: on a square clip they find the same action."""
-    require(A0, K600_LABELS, CLIP)
-    clf = loop(A0, load_labels(K600_LABELS), threads=1)
+    clf = loop(a0, load_labels(k600_labels), threads=1)
     ranked = []
-    for frame in VideoFile(CLIP).frames(lambda t: True):
+    for frame in VideoFile(clip).frames(lambda t: True):
         ranked = clf.classify(cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB))
     assert ranked[0][0] == "carving ice"
     assert len(ranked) == 5
@@ -100,17 +102,17 @@ def test_baseline_loops_really_classify(loop):
     assert scores == sorted(scores, reverse=True)
 
 
-def test_resize_comparison_classifies_each_clip_under_each_method():
-    clips = [VIDEOS / "carving_ice_small.mp4", VIDEOS / "eye_makeup.avi"]
-    require(A0, K600_LABELS, *clips)
+def test_resize_comparison_classifies_each_clip_under_each_method(videos, a0, k600_labels):
+    clips = [videos / "carving_ice_small.mp4", videos / "eye_makeup.avi"]
+    require(a0, k600_labels, *clips)
     proc = run_cli(
         "bench",
         "--resize",
         *map(str, clips),
         "--model",
-        str(A0),
+        str(a0),
         "--labels",
-        str(K600_LABELS),
+        str(k600_labels),
         "--json",
     )
     assert proc.returncode == 0, proc.stderr
@@ -127,9 +129,8 @@ def test_resize_comparison_classifies_each_clip_under_each_method():
     assert set(report["summary"]) == set(RESIZE_METHODS)
 
 
-def test_bench_bad_input_is_one_line():
-    require(A0, CLIP)
-    proc = run_cli("bench", "--model", str(A0), "--video", str(CLIP), "--frames", "0")
+def test_bench_bad_input_is_one_line(a0, clip, videos):
+    proc = run_cli("bench", "--model", str(a0), "--video", str(clip), "--frames", "0")
     assert_one_line_error(proc, "--frames")
-    proc = run_cli("bench", "--model", str(A0), "--video", str(VIDEOS / "nope.mp4"))
+    proc = run_cli("bench", "--model", str(a0), "--video", str(videos / "nope.mp4"))
     assert_one_line_error(proc, "nope.mp4")

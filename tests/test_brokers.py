@@ -11,14 +11,12 @@ import signal
 from pathlib import Path
 
 from edge.mqtt.publisher import Publisher
-from tests.conftest import A0, K600_LABELS, VIDEOS, require
 from tests.support.broker import (  # noqa: F401
     broker_factory_fixture,
     nats_broker_fixture,
     wait_until,
 )
 from tests.support.daemon import DaemonProcess
-from tests.test_daemon import config_for
 
 BASE = "edge/dev1"
 
@@ -32,8 +30,9 @@ def _first_seqs(sub, topic: str) -> list[int]:
     return seen
 
 
-def test_edge_run_on_nats_publishes_state_events_and_answers_commands(nats_broker, tmp_path):
-    require(A0, K600_LABELS, VIDEOS / "carving_ice.mp4")
+def test_edge_run_on_nats_publishes_state_events_and_answers_commands(
+    a0, k600_labels, videos, config_for, nats_broker, tmp_path
+):
     daemon = DaemonProcess(tmp_path / "d", config_for(tmp_path, nats_broker.port))
     with nats_broker.subscriber(f"{BASE}/#") as sub:
         daemon.start()

@@ -17,7 +17,6 @@ import yaml
 from edge import catalogue as cat
 from edge.errors import ConfigError, ModelError
 from edge.labels import load_labels
-from tests.conftest import A0, BERLIN_INT8, CV_FRUITS, K600_LABELS, MOBILENET, MODELS, require
 
 MIRRORED = [
     "movinet-a0-stream-int8",
@@ -55,18 +54,6 @@ def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
-
-
-@pytest.fixture
-def mirror_url() -> Iterator[str]:
-    """The shared model mirror served over HTTP on a free local port."""
-    require(MODELS)
-
-    class Handler(_Quiet):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(MODELS), **kw)
-
-    yield from _serve(Handler)
 
 
 GOOD = b"TFL3-good-" * 300
@@ -129,15 +116,14 @@ def _contents(directory: Path) -> list[str]:
 # ------------------------------------------------------------------------------ catalogue content
 
 
-def _manifest_digests() -> dict[str, tuple[int, str]]:
-    text = (MODELS / "MANIFEST.md").read_text(encoding="utf-8")
+def _manifest_digests(mirror: Path) -> dict[str, tuple[int, str]]:
+    text = (mirror / "MANIFEST.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| ([^|]+?) \| (\d+) \| ([0-9a-f]{64}) \|$", text, re.M)
     return {path: (int(size), sha) for path, size, sha in rows}
 
 
-def test_catalogue_digests_match_the_mirror_manifest() -> None:
-    require(MODELS / "MANIFEST.md")
-    manifest = _manifest_digests()
+def test_catalogue_digests_match_the_mirror_manifest(mirror) -> None:
+    manifest = _manifest_digests(mirror)
     assert len(manifest) >= 10
     seen = set()
     for entry in cat.load_catalogue().values():
@@ -174,11 +160,12 @@ def test_defaults_and_official_addresses() -> None:
             assert entry.licence
 
 
-def test_label_counts_match_mirrored_label_files() -> None:
-    require(K600_LABELS, MOBILENET, CV_FRUITS, BERLIN_INT8)
+def test_label_counts_match_mirrored_label_files(
+    k600_labels, mobilenet, cv_fruits, berlin_int8, mirror
+) -> None:
     for entry in cat.load_catalogue().values():
-        if entry.labels_file and (MODELS / str(entry.labels_file.mirror)).exists():
-            labels = load_labels(MODELS / str(entry.labels_file.mirror))
+        if entry.labels_file and (mirror / str(entry.labels_file.mirror)).exists():
+            labels = load_labels(mirror / str(entry.labels_file.mirror))
             assert len(labels) == entry.label_count, entry.name
 
 
@@ -205,13 +192,14 @@ def test_default_models_dir_follows_environment(monkeypatch, tmp_path) -> None:
 # ------------------------------------------------------------------------------ fetch
 
 
-def test_fetch_from_mirror_directory_installs_verified_files(tmp_path) -> None:
-    require(A0, K600_LABELS)
+def test_fetch_from_mirror_directory_installs_verified_files(
+    a0, k600_labels, mirror, tmp_path
+) -> None:
     models = tmp_path / "models"
-    path = cat.fetch("movinet-a0-stream-int8", models, str(MODELS), progress=False)
+    path = cat.fetch("movinet-a0-stream-int8", models, str(mirror), progress=False)
     entry = cat.load_catalogue()["movinet-a0-stream-int8"]
     assert path == models / entry.name / "movinet_a0_stream_int8.tflite"
-    assert path.read_bytes() == A0.read_bytes()
+    assert path.read_bytes() == a0.read_bytes()
     marker = json.loads((models / entry.name / "installed.json").read_text())
     assert marker["name"] == entry.name
     assert marker["sha256"] == entry.model_file.sha256
@@ -235,29 +223,29 @@ def test_fetch_from_mirror_directory_installs_verified_files(tmp_path) -> None:
     assert resolved.sha256 == entry.model_file.sha256 and resolved.entry == entry
 
 
-def test_installed_model_is_skipped_and_a_changed_one_fetched_again(tmp_path) -> None:
-    require(MOBILENET)
+def test_installed_model_is_skipped_and_a_changed_one_fetched_again(
+    mobilenet, mirror, tmp_path
+) -> None:
     models, empty_mirror = tmp_path / "models", tmp_path / "empty"
     empty_mirror.mkdir()
-    path = cat.fetch("mobilenet-v2-quant", models, str(MODELS), progress=False)
+    path = cat.fetch("mobilenet-v2-quant", models, str(mirror), progress=False)
     # Installed and unchanged: the (empty) mirror is never read.
     assert cat.fetch("mobilenet-v2-quant", models, str(empty_mirror), progress=False) == path
     path.write_bytes(path.read_bytes()[:-10])  # damaged on disk
     assert not cat.is_installed(cat.get_entry("mobilenet-v2-quant"), models)
     with pytest.raises(ModelError, match="not in the mirror"):
         cat.fetch("mobilenet-v2-quant", models, str(empty_mirror), progress=False)
-    assert path.stat().st_size == MOBILENET.stat().st_size - 10  # old files untouched on failure
-    cat.fetch("mobilenet-v2-quant", models, str(MODELS), progress=False)
-    assert cat.resolve_request("mobilenet-v2-quant", models, _sha(MOBILENET.read_bytes()))
+    assert path.stat().st_size == mobilenet.stat().st_size - 10  # old files untouched on failure
+    cat.fetch("mobilenet-v2-quant", models, str(mirror), progress=False)
+    assert cat.resolve_request("mobilenet-v2-quant", models, _sha(mobilenet.read_bytes()))
 
 
-def test_fetch_over_http_from_a_mirror_url(tmp_path, mirror_url) -> None:
-    require(CV_FRUITS)
+def test_fetch_over_http_from_a_mirror_url(cv_fruits, tmp_path, mirror_url) -> None:
     models = tmp_path / "models"
     cat.fetch("customvision-fruits", models, mirror_url, progress=False)
     for name in ("model.tflite", "labels.txt", "cvexport.manifest"):
         assert (models / "customvision-fruits" / name).read_bytes() == (
-            CV_FRUITS / name
+            cv_fruits / name
         ).read_bytes()
     marker = cat.read_marker(models / "customvision-fruits")
     assert marker and marker["source"] == mirror_url
@@ -357,27 +345,32 @@ def test_resolve_not_installed_tells_how_to_fetch(tmp_path) -> None:
     )
 
 
-def test_resolve_paths_and_directories(tmp_path) -> None:
-    require(A0, K600_LABELS, CV_FRUITS, BERLIN_INT8, MOBILENET)
-    a0 = cat.resolve_model(str(A0), tmp_path)
-    assert (a0.path, a0.labels, a0.kind, a0.entry) == (A0, K600_LABELS, "auto", None)
-    mobilenet = cat.resolve_model(str(MOBILENET), tmp_path)
-    assert mobilenet.labels == MOBILENET.parent / "imagenet_labels.txt"
-    fruits = cat.resolve_model(str(CV_FRUITS), tmp_path)
-    assert fruits.path == CV_FRUITS / "model.tflite"
-    assert fruits.labels == CV_FRUITS / "labels.txt" and fruits.kind == "image"
-    cattle = cat.resolve_model(str(BERLIN_INT8), tmp_path)
-    assert cattle.labels == BERLIN_INT8.parent / "label_map.txt"
+def test_resolve_paths_and_directories(
+    a0, k600_labels, cv_fruits, berlin_int8, mobilenet, tmp_path
+) -> None:
+    stream = cat.resolve_model(str(a0), tmp_path)
+    assert (stream.path, stream.labels, stream.kind, stream.entry) == (
+        a0,
+        k600_labels,
+        "auto",
+        None,
+    )
+    image = cat.resolve_model(str(mobilenet), tmp_path)
+    assert image.labels == mobilenet.parent / "imagenet_labels.txt"
+    fruits = cat.resolve_model(str(cv_fruits), tmp_path)
+    assert fruits.path == cv_fruits / "model.tflite"
+    assert fruits.labels == cv_fruits / "labels.txt" and fruits.kind == "image"
+    cattle = cat.resolve_model(str(berlin_int8), tmp_path)
+    assert cattle.labels == berlin_int8.parent / "label_map.txt"
     with pytest.raises(ModelError, match=r"single \.tflite"):
-        cat.resolve_model(str(BERLIN_INT8.parent), tmp_path)  # two .tflite files, no model.tflite
+        cat.resolve_model(str(berlin_int8.parent), tmp_path)  # two .tflite files, no model.tflite
     with pytest.raises(ModelError, match="no such model file"):
         cat.resolve_model(str(tmp_path / "absent.tflite"), tmp_path)
 
 
-def test_installed_directory_resolves_through_its_marker(tmp_path) -> None:
-    require(BERLIN_INT8)
+def test_installed_directory_resolves_through_its_marker(berlin_int8, mirror, tmp_path) -> None:
     models = tmp_path / "models"
-    cat.fetch("movinet-custom-cattle-int8", models, str(MODELS), progress=False)
+    cat.fetch("movinet-custom-cattle-int8", models, str(mirror), progress=False)
     by_dir = cat.resolve_model(str(models / "movinet-custom-cattle-int8"), tmp_path / "other")
     by_file = cat.resolve_model(str(models / "movinet-custom-cattle-int8" / "a0_int8.tflite"))
     for resolved in (by_dir, by_file):
@@ -389,52 +382,52 @@ def test_installed_directory_resolves_through_its_marker(tmp_path) -> None:
 
 
 @pytest.fixture
-def installed(tmp_path) -> Path:
-    require(MOBILENET, A0)
+def installed(mobilenet, a0, mirror, tmp_path) -> Path:
     models = tmp_path / "models"
-    cat.fetch("mobilenet-v2-quant", models, str(MODELS), progress=False)
+    cat.fetch("mobilenet-v2-quant", models, str(mirror), progress=False)
     return models
 
 
-def test_request_by_name_and_by_path_inside(installed) -> None:
+def test_request_by_name_and_by_path_inside(mobilenet, installed) -> None:
     by_name = cat.resolve_request("mobilenet-v2-quant", installed)
     assert by_name.kind == "image" and by_name.path.parent == installed / "mobilenet-v2-quant"
     rel = "mobilenet-v2-quant/mobilenet_v2_1.0_224_quant.tflite"
-    by_path = cat.resolve_request(rel, installed, _sha(MOBILENET.read_bytes()).upper())
+    by_path = cat.resolve_request(rel, installed, _sha(mobilenet.read_bytes()).upper())
     assert by_path.path.samefile(installed / rel)
-    assert by_path.sha256 == _sha(MOBILENET.read_bytes())
+    assert by_path.sha256 == _sha(mobilenet.read_bytes())
 
 
 @pytest.mark.parametrize(
     "spec",
-    ["../outside.tflite", "mobilenet-v2-quant/../../outside.tflite", str(A0)],
+    ["../outside.tflite", "mobilenet-v2-quant/../../outside.tflite", "A0"],
 )
-def test_request_refuses_paths_outside(installed, spec) -> None:
-    (installed.parent / "outside.tflite").write_bytes(A0.read_bytes())
+def test_request_refuses_paths_outside(a0, installed, spec) -> None:
+    (installed.parent / "outside.tflite").write_bytes(a0.read_bytes())
+    spec = str(a0) if spec == "A0" else spec
     with pytest.raises(ModelError, match="outside the models directory"):
         cat.resolve_request(spec, installed)
 
 
-def test_request_refuses_symlinks_pointing_out(installed) -> None:
-    (installed / "link.tflite").symlink_to(A0)
+def test_request_refuses_symlinks_pointing_out(a0, installed) -> None:
+    (installed / "link.tflite").symlink_to(a0)
     with pytest.raises(ModelError, match="outside the models directory"):
         cat.resolve_request("link.tflite", installed)
     inner = installed / "sneaky"
     inner.mkdir()
-    (inner / "model.tflite").symlink_to(A0)
+    (inner / "model.tflite").symlink_to(a0)
     with pytest.raises(ModelError, match="outside the models directory"):
         cat.resolve_request("sneaky", installed)
-    (installed / "dirlink").symlink_to(A0.parent, target_is_directory=True)
+    (installed / "dirlink").symlink_to(a0.parent, target_is_directory=True)
     with pytest.raises(ModelError, match="outside the models directory"):
         cat.resolve_request("dirlink/movinet_a0_stream_int8.tflite", installed)
 
 
-def test_request_sha256_must_match(installed) -> None:
+def test_request_sha256_must_match(mobilenet, installed) -> None:
     wrong = "ab" * 32
     with pytest.raises(ModelError) as err:
         cat.resolve_request("mobilenet-v2-quant", installed, wrong)
     msg = str(err.value)
-    assert f"sha256 mismatch: expected {wrong} got {_sha(MOBILENET.read_bytes())}" in msg
+    assert f"sha256 mismatch: expected {wrong} got {_sha(mobilenet.read_bytes())}" in msg
     with pytest.raises(ModelError, match="64 hexadecimal"):
         cat.resolve_request("mobilenet-v2-quant", installed, "123")
 

@@ -11,30 +11,35 @@ import struct
 import subprocess
 import sys
 import termios
+from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import (
-    A0,
-    BERLIN_INT8,
-    BERLIN_LABELS,
-    K600_LABELS,
-    ROOT,
-    VIDEOS,
-    assert_one_line_error,
-    require,
-    run_cli,
-)
-
-CARVING = VIDEOS / "carving_ice.mp4"
-SMALL = VIDEOS / "carving_ice_small.mp4"
+from tests.support.assets import ROOT
+from tests.support.cli import assert_one_line_error, run_cli
 
 
-def classify(*args: str, model=A0) -> subprocess.CompletedProcess:
-    require(model)
-    return run_cli("classify", *args, "--model", str(model))
+@pytest.fixture
+def carving(videos: Path) -> Path:
+    return videos / "carving_ice.mp4"
+
+
+@pytest.fixture
+def small(videos: Path) -> Path:
+    return videos / "carving_ice_small.mp4"
+
+
+@pytest.fixture
+def classify(a0: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """``edge classify ARGS --model MODEL`` (MoViNet-A0 unless given)."""
+
+    def run(*args: str, model: Path = a0) -> subprocess.CompletedProcess:
+        return run_cli("classify", *args, "--model", str(model))
+
+    return run
 
 
 def json_lines(proc: subprocess.CompletedProcess) -> tuple[list[dict], dict]:
@@ -43,9 +48,8 @@ def json_lines(proc: subprocess.CompletedProcess) -> tuple[list[dict], dict]:
     return lines[:-1], lines[-1]
 
 
-def test_json_output_is_one_object_per_step_then_a_summary():
-    require(CARVING, K600_LABELS)
-    steps, final = json_lines(classify(str(CARVING), "--json"))
+def test_json_output_is_one_object_per_step_then_a_summary(classify, carving, k600_labels):
+    steps, final = json_lines(classify(str(carving), "--json"))
     assert len(steps) == 34  # 200 frames at 30 fps, taken at 5 fps
     for step in steps:
         assert set(step) == {"t", "frame", "top"}
@@ -64,9 +68,8 @@ def test_json_output_is_one_object_per_step_then_a_summary():
     assert final["final"]["top"][0]["score"] > 0.9
 
 
-def test_text_output_is_a_readable_top_five_and_no_progress_bar_when_piped():
-    require(CARVING)
-    proc = classify(str(CARVING))
+def test_text_output_is_a_readable_top_five_and_no_progress_bar_when_piped(classify, carving):
+    proc = classify(str(carving))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 6
@@ -76,14 +79,13 @@ def test_text_output_is_a_readable_top_five_and_no_progress_bar_when_piped():
     assert proc.stderr == ""  # no progress bar, no runtime chatter
 
 
-def test_progress_bar_on_a_terminal():
-    require(SMALL, A0)
+def test_progress_bar_on_a_terminal(small, a0):
     leader, follower = pty.openpty()
     # A real terminal has a size; a fresh pty is 0x0, which tqdm draws as nothing.
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "edge", "classify", str(SMALL), "--model", str(A0)],
+            [sys.executable, "-m", "edge", "classify", str(small), "--model", str(a0)],
             stdout=subprocess.PIPE,
             stderr=follower,
             cwd=ROOT,
@@ -109,16 +111,14 @@ def test_progress_bar_on_a_terminal():
     assert "step" in err and "%" in err, err
 
 
-def test_fps_at_or_above_the_source_rate_classifies_every_frame():
-    require(VIDEOS / "eye_makeup.avi")
-    steps, final = json_lines(classify(str(VIDEOS / "eye_makeup.avi"), "--fps", "30", "--json"))
+def test_fps_at_or_above_the_source_rate_classifies_every_frame(classify, videos):
+    steps, final = json_lines(classify(str(videos / "eye_makeup.avi"), "--fps", "30", "--json"))
     assert [s["frame"] for s in steps] == list(range(164))
     assert final["frames"] == 164
 
 
-def test_portrait_five_fps_clip_is_a_squat():
-    require(VIDEOS / "squats.mp4")
-    steps, final = json_lines(classify(str(VIDEOS / "squats.mp4"), "--json", "--top", "3"))
+def test_portrait_five_fps_clip_is_a_squat(classify, videos):
+    steps, final = json_lines(classify(str(videos / "squats.mp4"), "--json", "--top", "3"))
     assert len(steps) == 65
     assert len(final["final"]["top"]) == 3
     assert final["final"]["top"][0]["label"] == "squat"
@@ -143,13 +143,12 @@ def read_all(path) -> list[np.ndarray]:
         out.append(image)
 
 
-def test_rotate_puts_a_sideways_clip_upright(tmp_path):
-    require(SMALL)
+def test_rotate_puts_a_sideways_clip_upright(classify, small, tmp_path):
     sideways = tmp_path / "sideways.avi"
-    frames = [cv2.rotate(f, cv2.ROTATE_90_COUNTERCLOCKWISE) for f in read_all(SMALL)]
+    frames = [cv2.rotate(f, cv2.ROTATE_90_COUNTERCLOCKWISE) for f in read_all(small)]
     write_clip(sideways, frames, codec="FFV1")  # lossless: rotating back gives the same pixels
     every = ("--fps", "30", "--json")
-    original, _ = json_lines(classify(str(SMALL), *every))
+    original, _ = json_lines(classify(str(small), *every))
     upright, _ = json_lines(classify(str(sideways), "--rotate", "90", *every))
     as_is, _ = json_lines(classify(str(sideways), *every))
     assert len(original) == len(upright) == len(as_is) == 131
@@ -157,13 +156,12 @@ def test_rotate_puts_a_sideways_clip_upright(tmp_path):
     assert [s["top"] for s in as_is] != [s["top"] for s in original]
 
 
-def test_horizon_on_a_joined_clip_follows_the_cut(tmp_path):
-    require(VIDEOS / "arm_wrestling.mp4", CARVING)
+def test_horizon_on_a_joined_clip_follows_the_cut(classify, carving, videos, tmp_path):
     size = (256, 256)
-    arm = [cv2.resize(f, size) for f in read_all(VIDEOS / "arm_wrestling.mp4")]
-    carving = [cv2.resize(f, size) for f in read_all(CARVING)]
+    arm = [cv2.resize(f, size) for f in read_all(videos / "arm_wrestling.mp4")]
+    ice = [cv2.resize(f, size) for f in read_all(carving)]
     joined = tmp_path / "joined.avi"
-    write_clip(joined, arm + carving, fps=30.0)
+    write_clip(joined, arm + ice, fps=30.0)
     cut = len(arm) / 30.0
 
     def after_cut(*extra: str) -> list[str]:
@@ -179,19 +177,17 @@ def test_horizon_on_a_joined_clip_follows_the_cut(tmp_path):
     assert sum(label == "carving ice" for label in rest) >= 0.75 * len(rest)
 
 
-def test_call_export_runs_through_the_same_command():
-    require(BERLIN_INT8, BERLIN_LABELS, SMALL)
-    _, final = json_lines(classify(str(SMALL), "--json", "--top", "7", model=BERLIN_INT8))
+def test_call_export_runs_through_the_same_command(classify, berlin_int8, berlin_labels, small):
+    _, final = json_lines(classify(str(small), "--json", "--top", "7", model=berlin_int8))
     top = final["final"]["top"]
-    labels = BERLIN_LABELS.read_text().split()
+    labels = berlin_labels.read_text().split()
     assert sorted(s["label"] for s in top) == sorted(labels)
     assert abs(sum(s["score"] for s in top) - 1.0) < 1e-3
 
 
-def test_plot_writes_a_png(tmp_path):
-    require(SMALL)
+def test_plot_writes_a_png(classify, small, tmp_path):
     out = tmp_path / "timeline.png"
-    proc = classify(str(SMALL), "--plot", str(out))
+    proc = classify(str(small), "--plot", str(out))
     assert proc.returncode == 0, proc.stderr
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -201,14 +197,13 @@ def test_plot_writes_a_png(tmp_path):
     assert (np.ptp(image.astype(int), axis=2) > 60).sum() > 500
 
 
-def test_plot_without_matplotlib_is_a_clear_error(tmp_path):
-    require(SMALL, A0)
+def test_plot_without_matplotlib_is_a_clear_error(small, a0, tmp_path):
     blocker = tmp_path / "block" / "matplotlib"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('blocked for this test')\n")
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "block"))
     proc = run_cli(
-        "classify", str(SMALL), "--model", str(A0), "--plot", str(tmp_path / "p.png"), env=env
+        "classify", str(small), "--model", str(a0), "--plot", str(tmp_path / "p.png"), env=env
     )
     assert_one_line_error(proc, "matplotlib", "edge[plot]")
 
@@ -216,93 +211,82 @@ def test_plot_without_matplotlib_is_a_clear_error(tmp_path):
 # ------------------------------------------------------------------------------ bad input
 
 
-def test_missing_model(tmp_path):
-    require(SMALL)
-    proc = run_cli("classify", str(SMALL), "--model", str(tmp_path / "missing.tflite"))
+def test_missing_model(small, tmp_path):
+    proc = run_cli("classify", str(small), "--model", str(tmp_path / "missing.tflite"))
     assert_one_line_error(proc, "missing.tflite", "not found")
 
 
-def test_file_that_is_not_tflite(tmp_path):
-    require(SMALL)
+def test_file_that_is_not_tflite(small, tmp_path):
     fake = tmp_path / "fake.tflite"
     fake.write_text("definitely not a flatbuffer\n" * 10)
-    assert_one_line_error(run_cli("classify", str(SMALL), "--model", str(fake)), "fake.tflite")
+    assert_one_line_error(run_cli("classify", str(small), "--model", str(fake)), "fake.tflite")
 
 
 @pytest.mark.parametrize("fraction", [0.5, 0.98])
-def test_truncated_model(tmp_path, fraction):
-    require(A0, SMALL)
-    data = A0.read_bytes()
+def test_truncated_model(a0, small, tmp_path, fraction):
+    data = a0.read_bytes()
     cut = tmp_path / "cut.tflite"
     cut.write_bytes(data[: int(len(data) * fraction)])
-    assert_one_line_error(run_cli("classify", str(SMALL), "--model", str(cut)), "cut.tflite")
+    assert_one_line_error(run_cli("classify", str(small), "--model", str(cut)), "cut.tflite")
 
 
-def test_label_file_of_the_wrong_length(tmp_path):
-    require(A0, SMALL)
+def test_label_file_of_the_wrong_length(a0, small, tmp_path):
     labels = tmp_path / "short.txt"
     labels.write_text("one\ntwo\n")
-    proc = run_cli("classify", str(SMALL), "--model", str(A0), "--labels", str(labels))
+    proc = run_cli("classify", str(small), "--model", str(a0), "--labels", str(labels))
     assert_one_line_error(proc, "short.txt", "2 labels", "600")
 
 
-def test_unreadable_video(tmp_path):
-    require(A0)
+def test_unreadable_video(a0, tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(os.urandom(4096))
-    assert_one_line_error(run_cli("classify", str(junk), "--model", str(A0)), "junk.mp4")
+    assert_one_line_error(run_cli("classify", str(junk), "--model", str(a0)), "junk.mp4")
 
 
-def test_empty_video(tmp_path):
-    require(A0)
+def test_empty_video(a0, tmp_path):
     empty = tmp_path / "empty.avi"
     empty.write_bytes(b"")
-    assert_one_line_error(run_cli("classify", str(empty), "--model", str(A0)), "empty.avi")
+    assert_one_line_error(run_cli("classify", str(empty), "--model", str(a0)), "empty.avi")
 
 
-def test_missing_video(tmp_path):
-    require(A0)
-    proc = run_cli("classify", str(tmp_path / "gone.mp4"), "--model", str(A0))
+def test_missing_video(a0, tmp_path):
+    proc = run_cli("classify", str(tmp_path / "gone.mp4"), "--model", str(a0))
     assert_one_line_error(proc, "gone.mp4", "not found")
 
 
-def test_unknown_catalogue_name():
-    require(SMALL)
-    proc = run_cli("classify", str(SMALL), "--model", "movinet-z9-imaginary")
+def test_unknown_catalogue_name(small):
+    proc = run_cli("classify", str(small), "--model", "movinet-z9-imaginary")
     assert_one_line_error(proc, "movinet-z9-imaginary")
 
 
-def test_bad_numbers_are_one_line_errors():
-    require(SMALL, A0)
-    proc = run_cli("classify", str(SMALL), "--model", str(A0), "--fps", "0")
+def test_bad_numbers_are_one_line_errors(small, a0):
+    proc = run_cli("classify", str(small), "--model", str(a0), "--fps", "0")
     assert_one_line_error(proc, "--fps")
-    proc = run_cli("classify", str(SMALL), "--model", str(A0), "--horizon", "-1")
+    proc = run_cli("classify", str(small), "--model", str(a0), "--horizon", "-1")
     assert_one_line_error(proc, "--horizon")
 
 
-def test_model_given_as_a_plain_folder(tmp_path):
-    require(A0, K600_LABELS, VIDEOS / "carving_ice_small.mp4")
+def test_model_given_as_a_plain_folder(a0, k600_labels, videos, tmp_path):
     folder = tmp_path / "my-movinet"
     folder.mkdir()
-    (folder / "model.tflite").write_bytes(A0.read_bytes())
-    (folder / "labels.txt").write_bytes(K600_LABELS.read_bytes())
+    (folder / "model.tflite").write_bytes(a0.read_bytes())
+    (folder / "labels.txt").write_bytes(k600_labels.read_bytes())
     proc = run_cli(
-        "classify", str(VIDEOS / "carving_ice_small.mp4"), "--model", str(folder), "--json"
+        "classify", str(videos / "carving_ice_small.mp4"), "--model", str(folder), "--json"
     )
     assert proc.returncode == 0, proc.stderr
     final = json.loads(proc.stdout.strip().splitlines()[-1])
     assert final["final"]["top"][0]["label"] == "carving ice"
 
 
-def test_horizon_is_in_seconds_whatever_the_step_rate(tmp_path):
+def test_horizon_is_in_seconds_whatever_the_step_rate(videos, a0, k600_labels, tmp_path):
     """squats.mp4 is a 5 fps clip: --fps 5 and --fps 30 both take every frame, and a 4 s
     horizon must mean the same 4 s of it (not 20 steps in one case and 120 in the other)."""
-    clip = VIDEOS / "squats.mp4"
-    require(A0, K600_LABELS, clip)
+    clip = videos / "squats.mp4"
 
     def steps(fps: str) -> list[list]:
         proc = run_cli(
-            "classify", str(clip), "--model", str(A0), "--fps", fps, "--horizon", "4", "--json"
+            "classify", str(clip), "--model", str(a0), "--fps", fps, "--horizon", "4", "--json"
         )
         assert proc.returncode == 0, proc.stderr
         lines = [json.loads(x) for x in proc.stdout.splitlines()]

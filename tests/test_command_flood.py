@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import A0, IN_CI, K600_LABELS, VIDEOS, require
+from tests.support.assets import missing
 from tests.support.broker import HOST, broker_factory_fixture, broker_fixture, wait_until  # noqa: F401
 from tests.support.daemon import DaemonProcess
 
@@ -30,11 +30,11 @@ MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
 
 
 @pytest.fixture(autouse=True)
-def _assets() -> None:
-    require(A0, K600_LABELS, VIDEOS / "carving_ice.mp4")
+def _assets(a0, k600_labels, videos) -> None:
     if not Path(MOSQUITTO_PUB).exists():
-        msg = f"missing {MOSQUITTO_PUB} (apt-get install mosquitto-clients)"
-        pytest.fail(msg) if IN_CI else pytest.skip(msg)
+        missing(
+            MOSQUITTO_PUB, "install the Mosquitto clients (`apt-get install mosquitto-clients`)"
+        )
 
 
 def _flood(port: int, written: list[int]) -> subprocess.Popen:
@@ -64,13 +64,15 @@ def _flood(port: int, written: list[int]) -> subprocess.Popen:
     return proc
 
 
-def test_events_keep_flowing_during_a_command_flood(broker, tmp_path: Path) -> None:
+def test_events_keep_flowing_during_a_command_flood(
+    a0, k600_labels, videos, broker, tmp_path: Path
+) -> None:
     config = {
         "device_id": "dev1",
         "state_dir": str(tmp_path / "state"),
         "models_dir": str(tmp_path / "models"),
-        "source": {"kind": "opencv", "uri": str(VIDEOS / "carving_ice.mp4"), "loop": True},
-        "model": {"path": str(A0), "labels": str(K600_LABELS), "fps": 2},
+        "source": {"kind": "opencv", "uri": str(videos / "carving_ice.mp4"), "loop": True},
+        "model": {"path": str(a0), "labels": str(k600_labels), "fps": 2},
         "mqtt": {
             "host": HOST,
             "port": broker.port,

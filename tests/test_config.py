@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 from pathlib import Path
 
@@ -11,9 +10,7 @@ import pytest
 from edge import catalogue as cat
 from edge.config import Config, load_config, parse_config
 from edge.errors import ConfigError
-from tests.conftest import MOBILENET, MODELS, assert_one_line_error, require, run_cli
-
-DEAD_PROXY = "http://127.0.0.1:9"
+from tests.support.cli import assert_one_line_error, isolated_env, run_cli
 
 
 def _write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
@@ -124,19 +121,9 @@ def test_missing_file_is_named(tmp_path) -> None:
 # ------------------------------------------------------------------------------ check-config CLI
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env[cat.MODELS_DIR_ENV] = str(tmp_path / "unused-models")
-    env.pop(cat.CATALOGUE_ENV, None)
-    # Anything but the local test servers goes to a dead proxy: no test reaches the internet.
-    env.update(http_proxy=DEAD_PROXY, https_proxy=DEAD_PROXY, no_proxy="127.0.0.1,localhost")
-    return env
-
-
-def test_check_config_ok_prints_a_summary(tmp_path) -> None:
-    require(MOBILENET)
+def test_check_config_ok_prints_a_summary(mobilenet, mirror, tmp_path) -> None:
     models = tmp_path / "models"
-    cat.fetch("mobilenet-v2-quant", models, str(MODELS), progress=False)
+    cat.fetch("mobilenet-v2-quant", models, str(mirror), progress=False)
     path = _write(
         tmp_path,
         f"""
@@ -147,7 +134,7 @@ def test_check_config_ok_prints_a_summary(tmp_path) -> None:
         models_dir: {models}
         """,
     )
-    proc = run_cli("check-config", str(path), env=_env(tmp_path))
+    proc = run_cli("check-config", str(path), env=isolated_env(tmp_path / "unused-models"))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == f"{path}: ok"
@@ -165,7 +152,7 @@ def test_check_config_warns_when_the_model_is_not_installed(tmp_path) -> None:
         models_dir: {tmp_path / "empty"}
         """,
     )
-    proc = run_cli("check-config", str(path), env=_env(tmp_path))
+    proc = run_cli("check-config", str(path), env=isolated_env(tmp_path / "unused-models"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"{path}: ok")
     assert "warning" in proc.stderr
@@ -185,14 +172,16 @@ def test_check_config_warns_when_the_model_is_not_installed(tmp_path) -> None:
 def test_check_config_invalid_is_one_line_exit_2(tmp_path, text, needles) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text, encoding="utf-8")
-    proc = run_cli("check-config", str(path), env=_env(tmp_path))
+    proc = run_cli("check-config", str(path), env=isolated_env(tmp_path / "unused-models"))
     assert_one_line_error(proc, str(path), *needles)
     assert "hunter2" not in proc.stderr
     assert proc.stdout == ""
 
 
 def test_check_config_missing_file(tmp_path) -> None:
-    proc = run_cli("check-config", str(tmp_path / "absent.yaml"), env=_env(tmp_path))
+    proc = run_cli(
+        "check-config", str(tmp_path / "absent.yaml"), env=isolated_env(tmp_path / "unused-models")
+    )
     assert_one_line_error(proc, "absent.yaml", "not found")
 
 

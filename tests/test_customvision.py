@@ -19,22 +19,27 @@ from edge.classifiers.customvision import (
 from edge.classifiers.image import load_image_classifier, read_image
 from edge.errors import ModelError
 from edge.runtime import file_sha256
-from tests.conftest import CV_FRUITS, IMAGES
+from tests.support.assets import DATA
 
-APPLE = IMAGES / "fruit_apple.jpg"
+
+@pytest.fixture
+def apple(images: Path) -> Path:
+    return images / "fruit_apple.jpg"
+
+
 EXPORT_FILES = ("model.tflite", "labels.txt", "cvexport.manifest")
 
 
 @pytest.fixture
-def export_dir(tmp_path: Path) -> Path:
+def export_dir(apple, cv_fruits, tmp_path: Path) -> Path:
     """A writable copy of the real fruit export."""
-    from tests.conftest import require
+    from tests.support.assets import require
 
-    require(*(CV_FRUITS / f for f in EXPORT_FILES), APPLE)
+    require(*(cv_fruits / f for f in EXPORT_FILES))
     dest = tmp_path / "fruits-export"
     dest.mkdir()
     for name in EXPORT_FILES:
-        shutil.copyfile(CV_FRUITS / name, dest / name)
+        shutil.copyfile(cv_fruits / name, dest / name)
     return dest
 
 
@@ -51,7 +56,7 @@ def _metadata(folder: Path, **props: str) -> None:
     (folder / "metadata_properties.json").write_text(json.dumps(props), encoding="utf-8")
 
 
-def _label(clf, path: Path = APPLE) -> str | None:
+def _label(clf, path: Path = DATA / "images" / "fruit_apple.jpg") -> str | None:
     return clf.classify(read_image(path)).extra["label"]
 
 
@@ -152,19 +157,19 @@ def test_manifest_file_names_cannot_point_outside(export_dir: Path) -> None:
         read_export(export_dir)
 
 
-def test_plain_model_folder_is_fed_like_any_tflite_model(tmp_path: Path) -> None:
+def test_plain_model_folder_is_fed_like_any_tflite_model(
+    mobilenet, mobilenet_labels, images, tmp_path: Path
+) -> None:
     """A folder with a model and labels but no Custom Vision files gets no BGR 0..255."""
-    from tests.conftest import MOBILENET, MOBILENET_LABELS, require
 
-    require(MOBILENET, MOBILENET_LABELS, IMAGES / "fox.jpeg")
     folder = tmp_path / "imagenet"
     folder.mkdir()
-    shutil.copyfile(MOBILENET, folder / MOBILENET.name)
-    shutil.copyfile(MOBILENET_LABELS, folder / MOBILENET_LABELS.name)
+    shutil.copyfile(mobilenet, folder / mobilenet.name)
+    shutil.copyfile(mobilenet_labels, folder / mobilenet_labels.name)
     assert not read_export(folder).is_custom_vision
     clf = load_image_classifier(folder)
     assert clf.input_spec.channel_order == "RGB" and clf.input_spec.raw_pixels
-    assert clf.classify(read_image(IMAGES / "fox.jpeg")).top[0].label.startswith("red fox")
+    assert clf.classify(read_image(images / "fox.jpeg")).top[0].label.startswith("red fox")
 
 
 def test_export_folder_without_model(export_dir: Path) -> None:
@@ -176,12 +181,12 @@ def test_export_folder_without_model(export_dir: Path) -> None:
 # ------------------------------------------------------------------------------ zips
 
 
-def test_downloaded_zip_loads_directly(export_dir: Path, tmp_path: Path) -> None:
+def test_downloaded_zip_loads_directly(cv_fruits, export_dir: Path, tmp_path: Path) -> None:
     flat = _zip(export_dir, tmp_path / "Fruits.TensorFlowLite.zip")
     nested = _zip(export_dir, tmp_path / "nested.zip", prefix="export/")
     for z in (flat, nested):
         clf = load_image_classifier(z)
-        assert clf.sha256 == file_sha256(CV_FRUITS / "model.tflite")
+        assert clf.sha256 == file_sha256(cv_fruits / "model.tflite")
         assert _label(clf) == "Apple"
     assert load_image_classifier(flat).name == "Fruits.TensorFlowLite"
 
@@ -240,7 +245,9 @@ def test_not_a_zip_is_refused(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ importing
 
 
-def test_import_zip_installs_a_loadable_named_model(export_dir: Path, tmp_path: Path) -> None:
+def test_import_zip_installs_a_loadable_named_model(
+    cv_fruits, export_dir: Path, tmp_path: Path
+) -> None:
     z = _zip(export_dir, tmp_path / "My Fruits.zip")
     models_dir = tmp_path / "models"
     installed = import_export(z, models_dir)
@@ -248,14 +255,16 @@ def test_import_zip_installs_a_loadable_named_model(export_dir: Path, tmp_path: 
     assert sorted(p.name for p in installed.iterdir()) == sorted([*EXPORT_FILES, "installed.json"])
     marker = json.loads((installed / "installed.json").read_text())
     assert marker["kind"] == "image"
-    assert marker["sha256"] == file_sha256(CV_FRUITS / "model.tflite")
+    assert marker["sha256"] == file_sha256(cv_fruits / "model.tflite")
     # No staging folders left behind.
     assert [p.name for p in models_dir.iterdir()] == ["My-Fruits"]
     clf = load_image_classifier(installed)
     assert _label(clf) == "Apple"
 
 
-def test_imported_model_resolves_by_name_in_the_catalogue(export_dir: Path, tmp_path: Path) -> None:
+def test_imported_model_resolves_by_name_in_the_catalogue(
+    cv_fruits, export_dir: Path, tmp_path: Path
+) -> None:
     from edge import catalogue
 
     models_dir = tmp_path / "models"
@@ -263,7 +272,7 @@ def test_imported_model_resolves_by_name_in_the_catalogue(export_dir: Path, tmp_
     resolved = catalogue.resolve_model("fruit-screen", models_dir)
     assert resolved.kind == "image"
     assert resolved.path == models_dir / "fruit-screen" / "model.tflite"
-    assert resolved.sha256 == file_sha256(CV_FRUITS / "model.tflite")
+    assert resolved.sha256 == file_sha256(cv_fruits / "model.tflite")
     assert "fruit-screen" in catalogue.installed_names(models_dir)
 
 

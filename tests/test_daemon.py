@@ -11,6 +11,7 @@ import json
 import signal
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -20,16 +21,7 @@ import yaml
 
 from edge.config import merge as deep_merge
 from edge.mqtt.payloads import ResultPayload
-from tests.conftest import (
-    A0,
-    BERLIN_INT8,
-    BERLIN_LABELS,
-    K600_LABELS,
-    VIDEOS,
-    assert_one_line_error,
-    require,
-    run_cli,
-)
+from tests.support.assets import require
 from tests.support.broker import (  # noqa: F401
     any_broker_fixture,
     broker_factory_fixture,
@@ -37,37 +29,12 @@ from tests.support.broker import (  # noqa: F401
     nats_broker_fixture,
     wait_until,
 )
+from tests.support.cli import assert_one_line_error, run_cli
 from tests.support.daemon import DaemonProcess, NotifySocket
 from tests.support.hass import check_device_payload
 from tests.support.mjpeg_server import MjpegServer
 
 BASE = "edge/dev1"
-
-
-@pytest.fixture(autouse=True)
-def _assets() -> None:
-    require(A0, K600_LABELS, VIDEOS / "carving_ice.mp4")
-
-
-def config_for(tmp: Path, port: int, **extra) -> dict:
-    base = {
-        "device_id": "dev1",
-        "state_dir": str(tmp / "state"),
-        "models_dir": str(tmp / "models"),
-        "source": {"kind": "opencv", "uri": str(VIDEOS / "carving_ice.mp4"), "loop": True},
-        "model": {"path": str(A0), "labels": str(K600_LABELS), "fps": 5, "horizon_s": 4},
-        "smoother": {"tau_s": 0.6, "consecutive": 2, "min_dwell_s": 0.5},
-        "mqtt": {
-            "host": "127.0.0.1",
-            "port": port,
-            "reconnect_min_s": 0.1,
-            "reconnect_max_s": 0.5,
-            "stats_interval_s": 1,
-            "heartbeat_s": 2,
-            "predictions_max_hz": 5,
-        },
-    }
-    return deep_merge(base, extra)
 
 
 @pytest.fixture
@@ -114,7 +81,9 @@ def _wait_label(sub, label: str, timeout: float = 60) -> dict:
     )
 
 
-def test_daemon_publishes_label_events_stats_and_stops_cleanly(broker, daemons, tmp_path):
+def test_daemon_publishes_label_events_stats_and_stops_cleanly(
+    config_for, a0, broker, daemons, tmp_path
+):
     with broker.subscriber(f"{BASE}/#", "homeassistant/#") as sub:
         d = daemons(config_for(tmp_path, broker.port))
         d.start()
@@ -122,7 +91,7 @@ def test_daemon_publishes_label_events_stats_and_stops_cleanly(broker, daemons, 
         state = _wait_label(sub, "carving ice")
         assert set(state) >= {"label", "score", "since", "top", "model", "mode", "ts", "seq"}
         assert state["mode"] == "video"
-        assert state["model"]["name"] == A0.stem and len(state["model"]["sha256"]) == 64
+        assert state["model"]["name"] == a0.stem and len(state["model"]["sha256"]) == 64
         assert 0.5 < state["score"] <= 1.0
         assert state["top"][0]["label"] == "carving ice"
         assert state["since"] <= state["ts"]
@@ -167,7 +136,7 @@ def test_daemon_publishes_label_events_stats_and_stops_cleanly(broker, daemons, 
         assert msg.retain and msg.payload == b"stopped"
 
 
-def test_kill_9_leaves_the_last_will(broker, daemons, tmp_path):
+def test_kill_9_leaves_the_last_will(config_for, broker, daemons, tmp_path):
     with broker.subscriber(f"{BASE}/availability") as sub:
         d = daemons(config_for(tmp_path, broker.port, mqtt={"keepalive_s": 5}))
         d.start()
@@ -176,7 +145,7 @@ def test_kill_9_leaves_the_last_will(broker, daemons, tmp_path):
         sub.wait_payload(f"{BASE}/availability", "offline", timeout=30)
 
 
-def test_outbox_survives_kill_9_while_the_broker_is_down(any_broker, daemons, tmp_path):
+def test_outbox_survives_kill_9_while_the_broker_is_down(config_for, any_broker, daemons, tmp_path):
     """Events and state made while the broker is away, then a kill -9: nothing is lost.
 
     On Mosquitto with MQTT 5 and 3.1.1, and on NATS (3.1.1 through protocol: auto)."""
@@ -216,14 +185,15 @@ def test_outbox_survives_kill_9_while_the_broker_is_down(any_broker, daemons, tm
         _wait_label(sub, "carving ice")
 
 
-def test_commands_reset_snapshot_malformed_and_model_swap(broker, daemons, tmp_path):
-    require(BERLIN_INT8, BERLIN_LABELS)
+def test_commands_reset_snapshot_malformed_and_model_swap(
+    berlin_int8, berlin_labels, config_for, a0, broker, daemons, tmp_path
+):
     models = tmp_path / "models"
     (models / "cattle").mkdir(parents=True)
     cattle = models / "cattle" / "model.tflite"
-    cattle.write_bytes(BERLIN_INT8.read_bytes())
-    (models / "cattle" / "labels.txt").write_bytes(BERLIN_LABELS.read_bytes())
-    (tmp_path / "outside.tflite").write_bytes(BERLIN_INT8.read_bytes())
+    cattle.write_bytes(berlin_int8.read_bytes())
+    (models / "cattle" / "labels.txt").write_bytes(berlin_labels.read_bytes())
+    (tmp_path / "outside.tflite").write_bytes(berlin_int8.read_bytes())
 
     d = daemons(config_for(tmp_path, broker.port))
     with broker.subscriber(f"{BASE}/#") as sub:
@@ -260,7 +230,7 @@ def test_commands_reset_snapshot_malformed_and_model_swap(broker, daemons, tmp_p
         swapped = ask("model", {"path": "cattle/model.tflite"}, 4)
         assert swapped["ok"] is True, swapped
         assert swapped["model"]["name"] == "cattle"
-        cattle_labels = set(BERLIN_LABELS.read_text().split())
+        cattle_labels = set(berlin_labels.read_text().split())
         state = sub.wait_for(
             lambda ms: next(
                 (
@@ -297,7 +267,7 @@ def test_commands_reset_snapshot_malformed_and_model_swap(broker, daemons, tmp_p
         d.write_config(deep_merge(d.config, {"model": {"top_k": 4}}))
         d.signal(signal.SIGHUP)
         sub.wait_for(
-            lambda ms: any(s["model"]["name"] == A0.stem for s in _states(sub)[n:]),
+            lambda ms: any(s["model"]["name"] == a0.stem for s in _states(sub)[n:]),
             timeout=60,
             what="the file's model back",
         )
@@ -305,7 +275,9 @@ def test_commands_reset_snapshot_malformed_and_model_swap(broker, daemons, tmp_p
         assert code == 0, d.log()
 
 
-def test_sighup_keeps_running_on_a_bad_config_and_applies_a_good_one(broker, daemons, tmp_path):
+def test_sighup_keeps_running_on_a_bad_config_and_applies_a_good_one(
+    config_for, broker, daemons, tmp_path
+):
     cfg = config_for(tmp_path, broker.port)
     d = daemons(cfg)
     with broker.subscriber(f"{BASE}/#") as sub:
@@ -345,11 +317,11 @@ def test_sighup_keeps_running_on_a_bad_config_and_applies_a_good_one(broker, dae
         assert code == 0, d.log()
 
 
-def test_ready_and_watchdog_follow_frames(broker, daemons, tmp_path):
+def test_ready_and_watchdog_follow_frames(videos, config_for, broker, daemons, tmp_path):
     """READY=1 after the first frame; while the camera stalls the watchdog is not fed and
     the label is ended (state says so); both come back with the frames."""
     notify = NotifySocket(tmp_path / "notify.sock")
-    server = MjpegServer(VIDEOS / "carving_ice.mp4", fps=10)
+    server = MjpegServer(videos / "carving_ice.mp4", fps=10)
     server.start()
     sub = broker.subscriber(f"{BASE}/#")
     try:
@@ -392,12 +364,12 @@ def test_ready_and_watchdog_follow_frames(broker, daemons, tmp_path):
         notify.close()
 
 
-def test_no_camera_says_so_in_one_line(tmp_path):
+def test_no_camera_says_so_in_one_line(a0, tmp_path):
     if list(Path("/dev").glob("video*")):
         pytest.skip("this machine has a camera")
     cfg = tmp_path / "config.yaml"
     cfg.write_text(f"state_dir: {tmp_path}\nmqtt: {{enabled: false}}\n")
-    proc = run_cli("run", "--config", str(cfg), "--model", str(A0), timeout=120, env=_env(tmp_path))
+    proc = run_cli("run", "--config", str(cfg), "--model", str(a0), timeout=120, env=_env(tmp_path))
     # Exit 3, which systemd restarts (a camera may enumerate late); one line, no traceback.
     assert proc.returncode == 3, (proc.returncode, proc.stderr)
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
@@ -418,20 +390,20 @@ def _env(tmp_path: Path) -> dict:
     return {**os.environ, "EDGE_MODELS_DIR": str(tmp_path / "models")}
 
 
-def test_still_mode_command_camera_watch_folder_results_and_history(broker, daemons, tmp_path):
-    from tests.conftest import CV_FRUITS, IMAGES, MOBILENET, MOBILENET_LABELS
+def test_still_mode_command_camera_watch_folder_results_and_history(
+    mobilenet, cv_fruits, images, config_for, mobilenet_labels, broker, daemons, tmp_path
+):
 
-    require(CV_FRUITS / "model.tflite", MOBILENET, IMAGES / "fox.jpeg")
     watch = tmp_path / "watch"
     watch.mkdir()
     cfg = config_for(
         tmp_path,
         broker.port,
         mode="still",
-        source={"kind": "command", "command": f"cp {IMAGES / 'fruit_apple.jpg'} {{path}}"},
+        source={"kind": "command", "command": f"cp {images / 'fruit_apple.jpg'} {{path}}"},
         still_models=[
-            {"path": str(CV_FRUITS)},
-            {"path": str(MOBILENET), "labels": str(MOBILENET_LABELS)},
+            {"path": str(cv_fruits)},
+            {"path": str(mobilenet), "labels": str(mobilenet_labels)},
         ],
         still={"watch_dir": str(watch), "watch_poll_s": 0.2},
     )
@@ -453,7 +425,7 @@ def test_still_mode_command_camera_watch_folder_results_and_history(broker, daem
         assert first["image"]["source"] == "command" and len(first["image"]["sha256"]) == 64
 
         staged = tmp_path / "banana.tmp"
-        staged.write_bytes((IMAGES / "fruit_banana.jpg").read_bytes())
+        staged.write_bytes((images / "fruit_banana.jpg").read_bytes())
         staged.rename(watch / "banana.jpg")  # moved in: complete at once
         second = sub.wait_count(f"{BASE}/results", 2, timeout=60)[1].json()
         assert ResultPayload.model_validate(second).image.source == "watch"
@@ -472,13 +444,12 @@ def test_still_mode_command_camera_watch_folder_results_and_history(broker, daem
     assert rows[1]["results"][0]["label"] == "Banana"
 
 
-def test_swap_from_video_to_a_still_model_at_runtime(broker, daemons, tmp_path):
+def test_swap_from_video_to_a_still_model_at_runtime(
+    cv_fruits, config_for, broker, daemons, tmp_path
+):
     import shutil
 
-    from tests.conftest import CV_FRUITS
-
-    require(CV_FRUITS / "model.tflite")
-    shutil.copytree(CV_FRUITS, tmp_path / "models" / "fruits")
+    shutil.copytree(cv_fruits, tmp_path / "models" / "fruits")
     d = daemons(config_for(tmp_path, broker.port))
     with broker.subscriber(f"{BASE}/#") as sub:
         d.start()
@@ -513,8 +484,8 @@ def test_swap_from_video_to_a_still_model_at_runtime(broker, daemons, tmp_path):
         assert code == 0, d.log()
 
 
-def test_run_on_a_clip_without_mqtt_logs_labels_and_ends_with_the_clip(tmp_path):
-    clip = VIDEOS / "carving_ice_small.mp4"
+def test_run_on_a_clip_without_mqtt_logs_labels_and_ends_with_the_clip(videos, a0, tmp_path):
+    clip = videos / "carving_ice_small.mp4"
     require(clip)
     cfg = tmp_path / "config.yaml"
     cfg.write_text(f"state_dir: {tmp_path / 'state'}\nmqtt: {{enabled: false}}\n")
@@ -525,7 +496,7 @@ def test_run_on_a_clip_without_mqtt_logs_labels_and_ends_with_the_clip(tmp_path)
         "--source",
         str(clip),
         "--model",
-        str(A0),
+        str(a0),
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -533,27 +504,31 @@ def test_run_on_a_clip_without_mqtt_logs_labels_and_ends_with_the_clip(tmp_path)
     assert "end of" in proc.stderr
 
 
-def _folder_only(tmp_path: Path, port: int, **extra) -> dict:
-    from tests.conftest import CV_FRUITS
+@pytest.fixture
+def folder_only(config_for: Callable[..., dict], cv_fruits: Path) -> Callable[..., dict]:
+    """Still mode on a watched folder alone: no camera, no schedule."""
 
-    require(CV_FRUITS / "model.tflite")
-    watch = tmp_path / "watch"
-    watch.mkdir(exist_ok=True)
-    base = config_for(
-        tmp_path,
-        port,
-        mode="still",
-        source={"kind": "none", "uri": None, "loop": False},
-        still_models=[{"path": str(CV_FRUITS)}],
-        still={"watch_dir": str(watch), "watch_poll_s": 0.2},
-    )
-    return deep_merge(base, extra)
+    def make(tmp_path: Path, port: int, **extra) -> dict:
+        watch = tmp_path / "watch"
+        watch.mkdir(exist_ok=True)
+        base = config_for(
+            tmp_path,
+            port,
+            mode="still",
+            source={"kind": "none", "uri": None, "loop": False},
+            still_models=[{"path": str(cv_fruits)}],
+            still={"watch_dir": str(watch), "watch_poll_s": 0.2},
+        )
+        return deep_merge(base, extra)
+
+    return make
 
 
-def test_still_mode_on_a_watched_folder_alone_runs_without_a_camera(broker, daemons, tmp_path):
-    from tests.conftest import IMAGES
+def test_still_mode_on_a_watched_folder_alone_runs_without_a_camera(
+    folder_only, images, broker, daemons, tmp_path
+):
 
-    cfg = _folder_only(tmp_path, broker.port)
+    cfg = folder_only(tmp_path, broker.port)
     d = daemons(cfg)
     check = run_cli("check-config", str(d.config_path), timeout=60)
     assert check.returncode == 0, check.stderr
@@ -562,7 +537,7 @@ def test_still_mode_on_a_watched_folder_alone_runs_without_a_camera(broker, daem
         d.start()
         sub.wait_payload(f"{BASE}/availability", "online", timeout=60)
         staged = tmp_path / "apple.tmp"
-        staged.write_bytes((IMAGES / "fruit_apple.jpg").read_bytes())
+        staged.write_bytes((images / "fruit_apple.jpg").read_bytes())
         staged.rename(tmp_path / "watch" / "apple.jpg")
         result = ResultPayload.model_validate(
             sub.wait_count(f"{BASE}/results", 1, timeout=60)[0].json()
@@ -587,8 +562,8 @@ def test_still_mode_on_a_watched_folder_alone_runs_without_a_camera(broker, daem
     ],
     ids=["video", "no-folder", "schedule"],
 )
-def test_source_none_is_refused_alike_by_check_config_and_run(tmp_path, extra, needle):
-    cfg = _folder_only(tmp_path, 1, mqtt={"enabled": False}, **extra)
+def test_source_none_is_refused_alike_by_check_config_and_run(folder_only, tmp_path, extra, needle):
+    cfg = folder_only(tmp_path, 1, mqtt={"enabled": False}, **extra)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     checked = run_cli("check-config", str(path), timeout=60)

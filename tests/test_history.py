@@ -14,7 +14,7 @@ import yaml
 
 from edge.errors import ConfigError, SourceError
 from edge.history import HISTORY_FILENAME, History, ModelResult, parse_since
-from tests.conftest import assert_one_line_error, run_cli
+from tests.support.cli import assert_one_line_error, run_cli
 
 DAY = 86400.0
 

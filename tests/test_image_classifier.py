@@ -10,26 +10,24 @@ from edge.errors import ModelError, SourceError
 from edge.labels import load_labels
 from edge.preprocess import Preprocessor
 from edge.runtime import open_interpreter
-from tests.conftest import A0, CV_FRUITS, IMAGES, MOBILENET, MOBILENET_LABELS, require
+from tests.support.assets import DATA
 
 APPLE, BANANA, ORANGE, FOX = (
-    IMAGES / "fruit_apple.jpg",
-    IMAGES / "fruit_banana.jpg",
-    IMAGES / "fruit_orange.jpg",
-    IMAGES / "fox.jpeg",
+    DATA / "images" / "fruit_apple.jpg",
+    DATA / "images" / "fruit_banana.jpg",
+    DATA / "images" / "fruit_orange.jpg",
+    DATA / "images" / "fox.jpeg",
 )
 
 
 @pytest.fixture(scope="module")
-def fruits() -> ImageClassifier:
-    require(CV_FRUITS / "model.tflite", APPLE, BANANA, FOX)
-    return load_image_classifier(CV_FRUITS)
+def fruits(cv_fruits) -> ImageClassifier:
+    return load_image_classifier(cv_fruits)
 
 
 @pytest.fixture(scope="module")
-def mobilenet() -> ImageClassifier:
-    require(MOBILENET, MOBILENET_LABELS, FOX)
-    return load_image_classifier(MOBILENET, labels=MOBILENET_LABELS)
+def mobilenet_clf(mobilenet, mobilenet_labels) -> ImageClassifier:
+    return load_image_classifier(mobilenet, labels=mobilenet_labels)
 
 
 # ------------------------------------------------------------------------------ Custom Vision
@@ -73,8 +71,10 @@ def test_custom_vision_export_is_fed_bgr_0_255(fruits: ImageClassifier) -> None:
     assert (spec.height, spec.width) == (227, 227)
 
 
-def test_feeding_the_other_channel_order_changes_the_answer(fruits: ImageClassifier) -> None:
-    swapped = load_image_classifier(CV_FRUITS, channel_order="RGB")
+def test_feeding_the_other_channel_order_changes_the_answer(
+    cv_fruits, fruits: ImageClassifier
+) -> None:
+    swapped = load_image_classifier(cv_fruits, channel_order="RGB")
     assert swapped.input_spec.channel_order == "RGB"
     changed = 0
     for path, fruit in ((APPLE, "Apple"), (BANANA, "Banana"), (ORANGE, "Orange")):
@@ -85,100 +85,101 @@ def test_feeding_the_other_channel_order_changes_the_answer(fruits: ImageClassif
     assert changed >= 2
 
 
-def test_threshold_is_per_model(fruits: ImageClassifier) -> None:
+def test_threshold_is_per_model(cv_fruits, fruits: ImageClassifier) -> None:
     score = fruits.classify(read_image(APPLE)).top[0].score
-    strict = load_image_classifier(CV_FRUITS, threshold=(score + 1.0) / 2)
+    strict = load_image_classifier(cv_fruits, threshold=(score + 1.0) / 2)
     pred = strict.classify(read_image(APPLE))
     assert pred.top[0].label == "Apple"  # the score is still reported...
     assert pred.extra["label"] is None  # ...but it does not reach this model's threshold
-    lenient = load_image_classifier(CV_FRUITS, threshold=0.0)
+    lenient = load_image_classifier(cv_fruits, threshold=0.0)
     assert lenient.classify(read_image(FOX)).extra["label"] is not None
 
 
 # ------------------------------------------------------------------------------ MobileNet (uint8)
 
 
-def test_mobilenet_quant_names_the_red_fox(mobilenet: ImageClassifier) -> None:
-    pred = mobilenet.classify(read_image(FOX))
+def test_mobilenet_quant_names_the_red_fox(mobilenet_clf: ImageClassifier) -> None:
+    pred = mobilenet_clf.classify(read_image(FOX))
     assert pred.top[0].label.startswith("red fox")
     assert pred.extra["activation"] == "softmax"
     assert pred.extra["label"] == pred.top[0].label  # no threshold: the best class
 
 
 def test_mobilenet_output_is_dequantised_with_scale_and_zero_point(
-    mobilenet: ImageClassifier,
+    mobilenet_clf: ImageClassifier,
 ) -> None:
-    pred = mobilenet.classify(read_image(BANANA))
+    pred = mobilenet_clf.classify(read_image(BANANA))
     q = pred.probs * 256.0  # scale 1/256, zero point 0
     np.testing.assert_allclose(q, np.round(q), atol=1e-4)
     assert 0.95 <= float(pred.probs.sum()) <= 1.0 + 1e-6
     assert pred.top[0].label == "banana"
 
 
-def test_mobilenet_background_class_is_never_reported(mobilenet: ImageClassifier) -> None:
-    assert mobilenet.labels[0] == "background"
-    pred = mobilenet.classify(read_image(FOX), top_k=2000)
+def test_mobilenet_background_class_is_never_reported(mobilenet_clf: ImageClassifier) -> None:
+    assert mobilenet_clf.labels[0] == "background"
+    pred = mobilenet_clf.classify(read_image(FOX), top_k=2000)
     labels = [s.label for s in pred.top]
     assert "background" not in labels
-    assert len(labels) == len(mobilenet.labels) - 1
+    assert len(labels) == len(mobilenet_clf.labels) - 1
     assert pred.probs.shape == (1001,)
 
 
 def test_uint8_input_takes_raw_pixels_and_quantises_a_declared_range(
-    mobilenet: ImageClassifier,
+    mobilenet,
+    mobilenet_labels,
+    mobilenet_clf: ImageClassifier,
 ) -> None:
-    assert mobilenet.input_spec.raw_pixels
-    assert mobilenet.input_spec.channel_order == "RGB"
+    assert mobilenet_clf.input_spec.raw_pixels
+    assert mobilenet_clf.input_spec.channel_order == "RGB"
     # Declaring the float range (-1, 1) quantises with the input's scale 1/128 and zero
     # point 128, which lands on the same integers as the raw pixels.
-    ranged = load_image_classifier(MOBILENET, labels=MOBILENET_LABELS, value_range=(-1.0, 1.0))
+    ranged = load_image_classifier(mobilenet, labels=mobilenet_labels, value_range=(-1.0, 1.0))
     assert not ranged.input_spec.raw_pixels
     assert ranged.input_spec.zero_point == 128
     image = read_image(FOX)
-    a, b = mobilenet.classify(image), ranged.classify(image)
+    a, b = mobilenet_clf.classify(image), ranged.classify(image)
     assert b.top[0].label == a.top[0].label
     np.testing.assert_allclose(a.probs, b.probs, atol=2 / 256)
 
 
-def test_threshold_makes_mobilenet_say_none(mobilenet: ImageClassifier) -> None:
-    strict = load_image_classifier(MOBILENET, labels=MOBILENET_LABELS, threshold=0.95)
+def test_threshold_makes_mobilenet_say_none(
+    mobilenet, mobilenet_labels, mobilenet_clf: ImageClassifier
+) -> None:
+    strict = load_image_classifier(mobilenet, labels=mobilenet_labels, threshold=0.95)
     pred = strict.classify(read_image(FOX))
     assert pred.top[0].score < 0.95
     assert pred.extra["label"] is None
 
 
-def test_grayscale_input_is_accepted(mobilenet: ImageClassifier) -> None:
+def test_grayscale_input_is_accepted(mobilenet_clf: ImageClassifier) -> None:
     gray = read_image(BANANA)[:, :, 1].copy()
-    pred = mobilenet.classify(gray)
+    pred = mobilenet_clf.classify(gray)
     assert len(pred.top) == 5
 
 
 # ------------------------------------------------------------------------------ bad input
 
 
-def test_label_file_that_does_not_match_the_outputs(tmp_path) -> None:
-    require(CV_FRUITS / "model.tflite")
+def test_label_file_that_does_not_match_the_outputs(cv_fruits, tmp_path) -> None:
     labels = tmp_path / "labels.txt"
-    labels.write_text("\n".join(load_labels(CV_FRUITS / "labels.txt")[:6]) + "\n")
+    labels.write_text("\n".join(load_labels(cv_fruits / "labels.txt")[:6]) + "\n")
     with pytest.raises(ModelError) as err:
-        load_image_classifier(CV_FRUITS / "model.tflite", labels=labels)
+        load_image_classifier(cv_fruits / "model.tflite", labels=labels)
     msg = str(err.value)
     assert str(labels) in msg and "6 labels" in msg and "7 outputs" in msg
     assert "\n" not in msg
 
 
-def test_bare_model_without_labels_is_refused(tmp_path) -> None:
-    require(MOBILENET)
+def test_bare_model_without_labels_is_refused(mobilenet, tmp_path) -> None:
     model = tmp_path / "m.tflite"
-    model.write_bytes(MOBILENET.read_bytes())
+    model.write_bytes(mobilenet.read_bytes())
     with pytest.raises(ModelError, match="no label file"):
         load_image_classifier(model)
 
 
-def test_a_video_model_is_not_an_image_classifier() -> None:
-    require(A0)
+def test_a_video_model_is_not_an_image_classifier(a0) -> None:
     with pytest.raises(ModelError, match="inputs"):
-        load_image_classifier(A0, labels=A0.parent / "kinetics600_label_map.txt")
+        load_image_classifier(a0, labels=a0.parent / "kinetics600_label_map.txt")
 
 
 def test_missing_and_non_tflite_models(tmp_path) -> None:
@@ -191,7 +192,6 @@ def test_missing_and_non_tflite_models(tmp_path) -> None:
 
 
 def test_read_image_errors_name_the_file(tmp_path) -> None:
-    require(FOX)
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
     garbage = tmp_path / "garbage.jpg"
@@ -207,6 +207,5 @@ def test_read_image_errors_name_the_file(tmp_path) -> None:
 
 
 def test_read_image_returns_bgr_uint8() -> None:
-    require(FOX)
     image = read_image(FOX)
     assert image.dtype == np.uint8 and image.shape == (480, 640, 3)

@@ -8,17 +8,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import (
-    CV_FRUITS,
-    IMAGES,
-    MOBILENET,
-    MOBILENET_LABELS,
-    assert_one_line_error,
-    require,
-    run_cli,
-)
+from tests.support.cli import assert_one_line_error, run_cli
 
 
 def edge(*args: str) -> subprocess.CompletedProcess:
@@ -29,13 +19,8 @@ def _lines(proc: subprocess.CompletedProcess) -> list[dict]:
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _assets() -> None:
-    require(CV_FRUITS / "model.tflite", MOBILENET, MOBILENET_LABELS, IMAGES / "fox.jpeg")
-
-
-def test_custom_vision_folder_of_images_as_json() -> None:
-    proc = edge("image", str(IMAGES), "--model", str(CV_FRUITS), "--json")
+def test_custom_vision_folder_of_images_as_json(images, cv_fruits) -> None:
+    proc = edge("image", str(images), "--model", str(cv_fruits), "--json")
     assert proc.returncode == 0, proc.stderr
     rows = _lines(proc)
     by_name = {Path(r["path"]).name: r for r in rows}
@@ -46,18 +31,18 @@ def test_custom_vision_folder_of_images_as_json() -> None:
     assert by_name["fruit_banana.jpg"]["label"] == "Banana"
     assert by_name["fox.jpeg"]["label"] is None  # nothing above the threshold
     for r in rows:
-        assert r["model"] == CV_FRUITS.name
+        assert r["model"] == cv_fruits.name
         assert set(r["top"][0]) == {"label", "score"}
 
 
-def test_mobilenet_names_the_red_fox_with_top_k() -> None:
+def test_mobilenet_names_the_red_fox_with_top_k(mobilenet, mobilenet_labels, images) -> None:
     proc = edge(
         "image",
-        str(IMAGES / "fox.jpeg"),
+        str(images / "fox.jpeg"),
         "--model",
-        str(MOBILENET),
+        str(mobilenet),
         "--labels",
-        str(MOBILENET_LABELS),
+        str(mobilenet_labels),
         "--top",
         "3",
         "--json",
@@ -66,102 +51,104 @@ def test_mobilenet_names_the_red_fox_with_top_k() -> None:
     (row,) = _lines(proc)
     assert len(row["top"]) == 3
     assert row["top"][0]["label"].startswith("red fox")
-    assert row["path"] == str(IMAGES / "fox.jpeg")
+    assert row["path"] == str(images / "fox.jpeg")
 
 
-def test_text_output_is_readable() -> None:
+def test_text_output_is_readable(cv_fruits, images) -> None:
     proc = edge(
         "image",
-        str(IMAGES / "fruit_banana.jpg"),
-        str(IMAGES / "fox.jpeg"),
+        str(images / "fruit_banana.jpg"),
+        str(images / "fox.jpeg"),
         "--model",
-        str(CV_FRUITS),
+        str(cv_fruits),
     )
     assert proc.returncode == 0, proc.stderr
     banana, fox = proc.stdout.strip().splitlines()
-    assert banana.startswith(str(IMAGES / "fruit_banana.jpg") + ": Banana")
+    assert banana.startswith(str(images / "fruit_banana.jpg") + ": Banana")
     assert "none of these" in fox
 
 
-def test_channel_order_option_changes_the_answer() -> None:
-    args = ("image", str(IMAGES / "fruit_apple.jpg"), "--model", str(CV_FRUITS), "--json")
+def test_channel_order_option_changes_the_answer(cv_fruits, images) -> None:
+    args = ("image", str(images / "fruit_apple.jpg"), "--model", str(cv_fruits), "--json")
     normal, swapped = edge(*args), edge(*args, "--channel-order", "RGB")
     assert normal.returncode == swapped.returncode == 0, swapped.stderr
     assert _lines(normal)[0]["label"] == "Apple"
     assert _lines(swapped)[0]["top"][0]["label"] != "Apple"
 
 
-def test_corrupt_image_among_good_ones_is_one_line_and_exit_2(tmp_path: Path) -> None:
+def test_corrupt_image_among_good_ones_is_one_line_and_exit_2(
+    images, cv_fruits, tmp_path: Path
+) -> None:
     folder = tmp_path / "photos"
     folder.mkdir()
-    shutil.copyfile(IMAGES / "fruit_apple.jpg", folder / "a_apple.jpg")
+    shutil.copyfile(images / "fruit_apple.jpg", folder / "a_apple.jpg")
     (folder / "b_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg body")
-    shutil.copyfile(IMAGES / "fruit_banana.jpg", folder / "c_banana.jpg")
+    shutil.copyfile(images / "fruit_banana.jpg", folder / "c_banana.jpg")
     (folder / "notes.txt").write_text("not an image, not even tried")
-    proc = edge("image", str(folder), "--model", str(CV_FRUITS), "--json")
+    proc = edge("image", str(folder), "--model", str(cv_fruits), "--json")
     assert_one_line_error(proc, "b_corrupt.jpg")
     labels = {Path(r["path"]).name: r["label"] for r in _lines(proc)}
     assert labels == {"a_apple.jpg": "Apple", "c_banana.jpg": "Banana"}
 
 
-def test_zero_size_image_is_one_line_and_exit_2(tmp_path: Path) -> None:
+def test_zero_size_image_is_one_line_and_exit_2(cv_fruits, images, tmp_path: Path) -> None:
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
-    proc = edge("image", str(empty), str(IMAGES / "fruit_banana.jpg"), "--model", str(CV_FRUITS))
+    proc = edge("image", str(empty), str(images / "fruit_banana.jpg"), "--model", str(cv_fruits))
     assert_one_line_error(proc, "empty.jpg", "0 bytes")
     assert "Banana" in proc.stdout
 
 
-def test_label_file_that_does_not_match(tmp_path: Path) -> None:
+def test_label_file_that_does_not_match(mobilenet, images, tmp_path: Path) -> None:
     labels = tmp_path / "short.txt"
     labels.write_text("apple\nbanana\n")
     proc = edge(
-        "image", str(IMAGES / "fox.jpeg"), "--model", str(MOBILENET), "--labels", str(labels)
+        "image", str(images / "fox.jpeg"), "--model", str(mobilenet), "--labels", str(labels)
     )
     assert_one_line_error(proc, "short.txt", "2 labels", "1001 outputs")
     assert proc.stdout == ""
 
 
-def test_export_zip_without_model(tmp_path: Path) -> None:
+def test_export_zip_without_model(cv_fruits, images, tmp_path: Path) -> None:
     bad = tmp_path / "export.zip"
     with zipfile.ZipFile(bad, "w") as zf:
-        zf.write(CV_FRUITS / "labels.txt", "labels.txt")
-        zf.write(CV_FRUITS / "cvexport.manifest", "cvexport.manifest")
-    proc = edge("image", str(IMAGES / "fox.jpeg"), "--model", str(bad))
+        zf.write(cv_fruits / "labels.txt", "labels.txt")
+        zf.write(cv_fruits / "cvexport.manifest", "cvexport.manifest")
+    proc = edge("image", str(images / "fox.jpeg"), "--model", str(bad))
     assert_one_line_error(proc, "export.zip", "no model")
 
 
-def test_zip_with_escaping_path(tmp_path: Path) -> None:
+def test_zip_with_escaping_path(cv_fruits, images, tmp_path: Path) -> None:
     bad = tmp_path / "slip.zip"
     with zipfile.ZipFile(bad, "w") as zf:
         for name in ("model.tflite", "labels.txt", "cvexport.manifest"):
-            zf.write(CV_FRUITS / name, name)
+            zf.write(cv_fruits / name, name)
         zf.writestr("../../outside.txt", "x")
-    proc = edge("image", str(IMAGES / "fox.jpeg"), "--model", str(bad))
+    proc = edge("image", str(images / "fox.jpeg"), "--model", str(bad))
     assert_one_line_error(proc, "slip.zip", "escapes")
     assert not (tmp_path.parent / "outside.txt").exists()
 
 
-def test_export_zip_as_model_works(tmp_path: Path) -> None:
+def test_export_zip_as_model_works(cv_fruits, images, tmp_path: Path) -> None:
     z = tmp_path / "fruits.zip"
     with zipfile.ZipFile(z, "w") as zf:
         for name in ("model.tflite", "labels.txt", "cvexport.manifest"):
-            zf.write(CV_FRUITS / name, name)
-    proc = edge("image", str(IMAGES / "fruit_banana.jpg"), "--model", str(z), "--json")
+            zf.write(cv_fruits / name, name)
+    proc = edge("image", str(images / "fruit_banana.jpg"), "--model", str(z), "--json")
     assert proc.returncode == 0, proc.stderr
     assert _lines(proc)[0]["label"] == "Banana"
     assert _lines(proc)[0]["model"] == "fruits"
 
 
-def test_missing_image_path_is_one_line(tmp_path: Path) -> None:
-    proc = edge("image", str(tmp_path / "nope.jpg"), "--model", str(CV_FRUITS))
+def test_missing_image_path_is_one_line(cv_fruits, tmp_path: Path) -> None:
+    proc = edge("image", str(tmp_path / "nope.jpg"), "--model", str(cv_fruits))
     assert_one_line_error(proc, "nope.jpg", "not found")
 
 
-def test_unknown_model_name_is_one_line(tmp_path: Path) -> None:
+def test_unknown_model_name_is_one_line(images, tmp_path: Path) -> None:
     proc = edge(
         "image",
-        str(IMAGES / "fox.jpeg"),
+        str(images / "fox.jpeg"),
         "--model",
         "no-such-model-anywhere",
         "--models-dir",

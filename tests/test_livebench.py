@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import A0, K600_LABELS, VIDEOS, require, run_cli
 from tests.support.broker import require_mosquitto
+from tests.support.cli import run_cli
 
 
-def test_live_bench_reports_latency_against_inference_and_memory():
-    require(A0, K600_LABELS, VIDEOS / "carving_ice_small.mp4")
+def test_live_bench_reports_latency_against_inference_and_memory(a0, k600_labels, videos):
     require_mosquitto()
     proc = run_cli(
         "bench",
@@ -20,11 +19,11 @@ def test_live_bench_reports_latency_against_inference_and_memory():
         "--warmup",
         "3",
         "--model",
-        str(A0),
+        str(a0),
         "--labels",
-        str(K600_LABELS),
+        str(k600_labels),
         "--video",
-        str(VIDEOS / "carving_ice_small.mp4"),
+        str(videos / "carving_ice_small.mp4"),
         timeout=180,
     )
     assert proc.returncode == 0, proc.stderr

@@ -6,21 +6,20 @@ import zipfile
 
 from edge.config import ModelConfig
 from edge.loader import load_for_mode
-from tests.conftest import CV_FRUITS, MOBILENET_LABELS, require
 
 
-def test_a_zipped_export_keeps_its_own_labels_whatever_lies_beside_it(tmp_path):
-    require(CV_FRUITS / "model.tflite")
+def test_a_zipped_export_keeps_its_own_labels_whatever_lies_beside_it(
+    cv_fruits, mobilenet_labels, tmp_path
+):
     archive = tmp_path / "fruits.zip"
     with zipfile.ZipFile(archive, "w") as zf:
-        for f in CV_FRUITS.iterdir():
+        for f in cv_fruits.iterdir():
             zf.write(f, f.name)
-    (tmp_path / "labels.txt").write_bytes(MOBILENET_LABELS.read_bytes())  # unrelated, 1001 lines
+    (tmp_path / "labels.txt").write_bytes(mobilenet_labels.read_bytes())  # unrelated, 1001 lines
     clf = load_for_mode(ModelConfig(path=str(archive)), "still", tmp_path / "models")
-    assert clf.labels == (CV_FRUITS / "labels.txt").read_text().split()
+    assert clf.labels == (cv_fruits / "labels.txt").read_text().split()
 
 
-def test_an_export_folder_is_an_image_model_with_its_labels(tmp_path):
-    require(CV_FRUITS / "model.tflite")
-    clf = load_for_mode(ModelConfig(path=str(CV_FRUITS)), "still", tmp_path / "models")
+def test_an_export_folder_is_an_image_model_with_its_labels(cv_fruits, tmp_path):
+    clf = load_for_mode(ModelConfig(path=str(cv_fruits)), "still", tmp_path / "models")
     assert len(clf.labels) == 7 and clf.labels[0] == "Apple"

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import os
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from edge import catalogue as cat
-from tests.conftest import (
-    A0,
-    CV_FRUITS,
-    MOBILENET,
-    MODELS,
-    assert_one_line_error,
-    require,
-    run_cli,
-)
+from tests.support.cli import assert_one_line_error, isolated_env, run_cli
 
 IN_MIRROR = {
     "movinet-a0-stream-int8",
@@ -30,39 +18,11 @@ IN_MIRROR = {
     "movinet-custom-cattle-dynamic",
 }
 
-DEAD_PROXY = "http://127.0.0.1:9"
-
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """No test may fall back to the user's real models directory."""
-    e = dict(os.environ)
-    e[cat.MODELS_DIR_ENV] = str(tmp_path / "default-models")
-    e.pop(cat.CATALOGUE_ENV, None)
-    e.pop("EDGE_MODEL_MIRROR", None)
-    # Anything but the local test servers goes to a dead proxy: no test reaches the internet.
-    e.update(http_proxy=DEAD_PROXY, https_proxy=DEAD_PROXY, no_proxy="127.0.0.1,localhost")
-    return e
-
-
-@pytest.fixture
-def mirror_url() -> Iterator[str]:
-    require(MODELS)
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(MODELS), **kw)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    return isolated_env(tmp_path / "default-models")
 
 
 def _list(models: Path, env: dict[str, str]) -> dict[str, dict]:
@@ -73,12 +33,13 @@ def _list(models: Path, env: dict[str, str]) -> dict[str, dict]:
     return {row["name"]: row for row in data["models"]}
 
 
-def test_fetch_all_available_from_mirror_then_list(tmp_path, env) -> None:
-    require(A0, MOBILENET, CV_FRUITS)
+def test_fetch_all_available_from_mirror_then_list(
+    a0, mobilenet, cv_fruits, mirror, tmp_path, env
+) -> None:
     models = tmp_path / "models"
     before = _list(models, env)
     assert not any(row["installed"] for row in before.values())
-    assert before["movinet-a0-stream-int8"]["size"] == A0.stat().st_size + 9209
+    assert before["movinet-a0-stream-int8"]["size"] == a0.stat().st_size + 9209
 
     proc = run_cli(
         "models",
@@ -86,7 +47,7 @@ def test_fetch_all_available_from_mirror_then_list(tmp_path, env) -> None:
         "--all-available",
         "--test-models",
         "--from",
-        str(MODELS),
+        str(mirror),
         "--models-dir",
         str(models),
         env=env,
@@ -101,11 +62,11 @@ def test_fetch_all_available_from_mirror_then_list(tmp_path, env) -> None:
     assert proc.returncode == 0, proc.stderr
     path = Path(proc.stdout.strip())
     assert path.parent == models / "mobilenet-v2-quant"
-    assert path.read_bytes() == MOBILENET.read_bytes()
+    assert path.read_bytes() == mobilenet.read_bytes()
     proc = run_cli(
         "models", "path", "customvision-fruits", "--labels", "--models-dir", str(models), env=env
     )
-    assert Path(proc.stdout.strip()).read_text() == (CV_FRUITS / "labels.txt").read_text()
+    assert Path(proc.stdout.strip()).read_text() == (cv_fruits / "labels.txt").read_text()
 
     again = run_cli(
         "models", "fetch", "mobilenet-v2-quant", "--models-dir", str(models), env=env
@@ -113,12 +74,11 @@ def test_fetch_all_available_from_mirror_then_list(tmp_path, env) -> None:
     assert again.returncode == 0 and "already installed" in again.stdout
 
 
-def test_fetch_from_mirror_url_uses_default_models_dir(tmp_path, env, mirror_url) -> None:
-    require(A0)
+def test_fetch_from_mirror_url_uses_default_models_dir(a0, tmp_path, env, mirror_url) -> None:
     proc = run_cli("models", "fetch", "movinet-a0-stream-int8", "--from", mirror_url, env=env)
     assert proc.returncode == 0, proc.stderr
     installed = Path(env[cat.MODELS_DIR_ENV]) / "movinet-a0-stream-int8"
-    assert (installed / "movinet_a0_stream_int8.tflite").read_bytes() == A0.read_bytes()
+    assert (installed / "movinet_a0_stream_int8.tflite").read_bytes() == a0.read_bytes()
     assert json.loads((installed / "installed.json").read_text())["source"] == mirror_url
 
 
@@ -152,15 +112,16 @@ def test_all_available_needs_a_mirror_directory(tmp_path, env) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_all_available_leaves_test_models_out_and_says_what_it_skipped(tmp_path, env) -> None:
-    require(A0, MOBILENET, CV_FRUITS)
+def test_all_available_leaves_test_models_out_and_says_what_it_skipped(
+    a0, mobilenet, cv_fruits, mirror, tmp_path, env
+) -> None:
     models = tmp_path / "models"
     proc = run_cli(
         "models",
         "fetch",
         "--all-available",
         "--from",
-        str(MODELS),
+        str(mirror),
         "--models-dir",
         str(models),
         env=env,
@@ -173,16 +134,15 @@ def test_all_available_leaves_test_models_out_and_says_what_it_skipped(tmp_path,
     assert "movinet-a1-stream-int8" in proc.stdout  # named as not in the mirror
 
 
-def test_fetch_name_takes_it_from_the_mirror_in_the_environment(tmp_path, env) -> None:
-    require(A0)
-    env["EDGE_MODEL_MIRROR"] = str(MODELS)
+def test_fetch_name_takes_it_from_the_mirror_in_the_environment(a0, mirror, tmp_path, env) -> None:
+    env["EDGE_MODEL_MIRROR"] = str(mirror)
     models = tmp_path / "models"
     proc = run_cli(
         "models", "fetch", "movinet-a0-stream-int8", "--models-dir", str(models), env=env
     )
     assert proc.returncode == 0, proc.stderr
     marker = json.loads((models / "movinet-a0-stream-int8" / "installed.json").read_text())
-    assert marker["source"] == str(MODELS.resolve())
+    assert marker["source"] == str(mirror.resolve())
 
 
 def test_fetch_offline_with_an_absent_mirror_says_both_ways_out(tmp_path, env) -> None:
@@ -196,8 +156,7 @@ def test_fetch_offline_with_an_absent_mirror_says_both_ways_out(tmp_path, env) -
     assert "Traceback" not in proc.stderr
 
 
-def test_sha_mismatch_over_http_is_a_one_line_error(tmp_path, env, mirror_url) -> None:
-    require(A0)
+def test_sha_mismatch_over_http_is_a_one_line_error(a0, tmp_path, env, mirror_url) -> None:
     # A catalogue whose digest for the real A0 file is wrong: the download must be refused.
     catalogue = tmp_path / "catalogue.yaml"
     catalogue.write_text(
@@ -218,13 +177,12 @@ def test_sha_mismatch_over_http_is_a_one_line_error(tmp_path, env, mirror_url) -
     assert list(models.iterdir()) == []
 
 
-def test_import_custom_vision_folder(tmp_path, env) -> None:
-    require(CV_FRUITS)
+def test_import_custom_vision_folder(cv_fruits, tmp_path, env) -> None:
     models = tmp_path / "models"
     proc = run_cli(
         "models",
         "import",
-        str(CV_FRUITS),
+        str(cv_fruits),
         "--name",
         "fruits",
         "--models-dir",
@@ -235,7 +193,7 @@ def test_import_custom_vision_folder(tmp_path, env) -> None:
     assert _list(models, env)["fruits"]["installed"] is True
     resolved = cat.resolve_model("fruits", models)
     assert resolved.kind == "image" and resolved.labels is not None
-    assert resolved.path.read_bytes() == (CV_FRUITS / "model.tflite").read_bytes()
+    assert resolved.path.read_bytes() == (cv_fruits / "model.tflite").read_bytes()
 
 
 def test_import_missing_source_is_a_one_line_error(tmp_path, env) -> None:
@@ -245,12 +203,11 @@ def test_import_missing_source_is_a_one_line_error(tmp_path, env) -> None:
     assert_one_line_error(proc, "nope.zip")
 
 
-def test_import_under_a_catalogue_name_is_refused(tmp_path, env) -> None:
-    require(CV_FRUITS)
+def test_import_under_a_catalogue_name_is_refused(cv_fruits, tmp_path, env) -> None:
     proc = run_cli(
         "models",
         "import",
-        str(CV_FRUITS),
+        str(cv_fruits),
         "--name",
         "movinet-a0-stream-int8",
         "--replace",

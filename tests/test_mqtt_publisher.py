@@ -5,11 +5,8 @@ from __future__ import annotations
 import signal
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from edge.mqtt.discovery import device_topic, legacy_topics
 from edge.mqtt.payloads import (
@@ -22,9 +19,9 @@ from edge.mqtt.payloads import (
     event_payload,
     state_payload,
 )
-from edge.mqtt.publisher import Publisher
 from edge.mqtt.topics import Topics
 from tests.support.broker import (  # noqa: F401
+    TEST_MODEL,
     Broker,
     NatsBroker,
     TcpProxy,
@@ -39,24 +36,7 @@ from tests.support.publisher_proc import Child
 
 DEV = "dev1"
 T = Topics("edge", DEV)
-MODEL = {"name": "movinet-a0-stream-int8", "sha256": "ab" * 32}
-
-
-@pytest.fixture
-def make_pub(tmp_path: Path) -> Iterator[Callable[..., Publisher]]:
-    """Build publishers (outbox in tmp_path unless given); every one is stopped at test end."""
-    made: list[Publisher] = []
-
-    def make(broker: Any, device_id: str = DEV, *, outbox: Path | None = None, **kw: Any):
-        cfg = broker.mqtt_config(**kw.pop("cfg", {}))
-        kw.setdefault("model_info", lambda: MODEL)
-        pub = Publisher(cfg, device_id, outbox or tmp_path / f"outbox-{len(made)}.sqlite", **kw)
-        made.append(pub)
-        return pub
-
-    yield make
-    for pub in made:
-        pub.stop(timeout=0.5)
+MODEL = TEST_MODEL
 
 
 def _events(sub) -> list[int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,8 @@ from edge.errors import ConfigError
 from edge.mqtt.discovery import device_topic
 from edge.mqtt.publisher import Publisher
 from edge.mqtt.topics import Topics
-from tests.support.broker import (  # noqa: F401
+from tests.support.broker import (
     TestCA,
-    broker_factory_fixture,
     make_test_ca,
     wait_until,
 )
@@ -43,20 +41,6 @@ def ca(tmp_path_factory) -> TestCA:
 @pytest.fixture
 def secure_broker(broker_factory, ca: TestCA):
     return broker_factory(users={"dev1": PASSWORD, ADMIN[0]: ADMIN[1]}, acl=ACL, tls=ca)
-
-
-@pytest.fixture
-def make_pub(tmp_path: Path) -> Iterator[Callable[..., Publisher]]:
-    made: list[Publisher] = []
-
-    def make(cfg, device_id: str = "dev1") -> Publisher:
-        pub = Publisher(cfg, device_id, tmp_path / f"o{len(made)}.sqlite")
-        made.append(pub)
-        return pub
-
-    yield make
-    for pub in made:
-        pub.stop(timeout=0.5)
 
 
 def _password_file(tmp_path: Path, text: str) -> Path:

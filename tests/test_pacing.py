@@ -12,7 +12,6 @@ from edge.errors import SourceError
 from edge.pacing import Pacer, takes_every_frame
 from edge.sources.orientation import Orientation
 from edge.sources.video_file import VideoFile
-from tests.conftest import VIDEOS, require
 
 
 def taken(fps: float, times) -> list[float]:
@@ -76,10 +75,9 @@ def test_bad_rates_are_refused():
 # ----------------------------------------------------------------------------- video file
 
 
-def test_file_timestamps_start_at_zero_and_increase():
+def test_file_timestamps_start_at_zero_and_increase(videos):
     for name in ("eye_makeup.avi", "arm_wrestling.mp4", "squats.mp4"):
-        path = VIDEOS / name
-        require(path)
+        path = videos / name
         video = VideoFile(path)
         times = [f.timestamp for f in video.frames()]
         assert times[0] == 0.0
@@ -87,9 +85,8 @@ def test_file_timestamps_start_at_zero_and_increase():
         assert video.fps and abs(times[-1] - (len(times) - 1) / video.fps) < 0.1, name
 
 
-def test_select_sees_every_timestamp_and_only_selected_frames_are_decoded():
-    path = VIDEOS / "carving_ice.mp4"
-    require(path)
+def test_select_sees_every_timestamp_and_only_selected_frames_are_decoded(videos):
+    path = videos / "carving_ice.mp4"
     seen: list[float] = []
     pacer = Pacer(5.0)
 
@@ -103,9 +100,8 @@ def test_select_sees_every_timestamp_and_only_selected_frames_are_decoded():
     assert all(f.image.shape == (360, 360, 3) and f.image.dtype == np.uint8 for f in frames)
 
 
-def test_frames_match_a_plain_opencv_read():
-    path = VIDEOS / "carving_ice_small.mp4"
-    require(path)
+def test_frames_match_a_plain_opencv_read(videos):
+    path = videos / "carving_ice_small.mp4"
     cap = cv2.VideoCapture(str(path))
     plain = []
     while True:
@@ -120,18 +116,16 @@ def test_frames_match_a_plain_opencv_read():
         np.testing.assert_array_equal(a.image, b)
 
 
-def test_orientation_is_applied_and_reported():
-    path = VIDEOS / "squats.mp4"
-    require(path)
+def test_orientation_is_applied_and_reported(videos):
+    path = videos / "squats.mp4"
     video = VideoFile(path, Orientation(rotate=90))
     assert (video.width, video.height) == (1280, 720)
     first = next(video.frames())
     assert first.image.shape == (720, 1280, 3)
 
 
-def test_prepared_matches_the_sequential_path_and_loops_as_new_epochs():
-    path = VIDEOS / "carving_ice_small.mp4"
-    require(path)
+def test_prepared_matches_the_sequential_path_and_loops_as_new_epochs(videos):
+    path = videos / "carving_ice_small.mp4"
     video = VideoFile(path)
 
     def prepare(bgr: np.ndarray, out: np.ndarray) -> None:
@@ -150,9 +144,8 @@ def test_prepared_matches_the_sequential_path_and_loops_as_new_epochs():
         np.testing.assert_array_equal(data, expected[k % n])
 
 
-def test_prepared_stops_its_thread_when_the_consumer_stops():
-    path = VIDEOS / "arm_wrestling.mp4"
-    require(path)
+def test_prepared_stops_its_thread_when_the_consumer_stops(videos):
+    path = videos / "arm_wrestling.mp4"
     before = threading.active_count()
     it = VideoFile(path).prepared(lambda bgr, out: None, (1,), np.uint8, depth=2)
     next(it)
@@ -160,9 +153,8 @@ def test_prepared_stops_its_thread_when_the_consumer_stops():
     assert threading.active_count() == before
 
 
-def test_prepared_raises_worker_errors_in_the_consumer():
-    path = VIDEOS / "carving_ice_small.mp4"
-    require(path)
+def test_prepared_raises_worker_errors_in_the_consumer(videos):
+    path = videos / "carving_ice_small.mp4"
 
     def prepare(bgr: np.ndarray, out: np.ndarray) -> None:
         raise SourceError("boom in prepare")

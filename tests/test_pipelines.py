@@ -6,6 +6,7 @@ import json
 import logging
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,21 +17,14 @@ from edge.app.pipeline import LastFrame, ModelInfo, Parts
 from edge.app.reporter import Message, Reporter
 from edge.app.still import StillPipeline
 from edge.app.video import VideoPipeline
-from edge.config import parse_config
+from edge.config import Config, parse_config
 from edge.errors import EdgeError, SourceError
 from edge.mqtt.payloads import ResultPayload
-from tests.conftest import (
-    A0,
-    BERLIN_INT8,
-    BERLIN_LABELS,
-    CV_FRUITS,
-    IMAGES,
-    K600_LABELS,
-    VIDEOS,
-    require,
-)
 
-CLIP = VIDEOS / "carving_ice.mp4"
+
+@pytest.fixture
+def clip(videos: Path) -> Path:
+    return videos / "carving_ice.mp4"
 
 
 class Heard:
@@ -44,32 +38,43 @@ class Heard:
         return [m.payload for m in self.messages if m.kind == kind]
 
 
-def video_config(tmp_path: Path, **extra):
-    return parse_config(
-        {
-            "state_dir": str(tmp_path / "state"),
-            "models_dir": str(tmp_path / "models"),
-            "source": {"kind": "opencv", "uri": str(CLIP), "realtime": False},
-            "model": {"path": str(A0), "labels": str(K600_LABELS), "fps": 5},
-            "smoother": {"tau_s": 0.6, "consecutive": 2, "min_dwell_s": 0.5},
-            "mqtt": {"enabled": False},
-            **extra,
-        }
-    )
+@pytest.fixture
+def video_config(a0: Path, k600_labels: Path, clip: Path) -> Callable[..., Config]:
+    def make(tmp_path: Path, **extra) -> Config:
+        return parse_config(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "models_dir": str(tmp_path / "models"),
+                "source": {"kind": "opencv", "uri": str(clip), "realtime": False},
+                "model": {"path": str(a0), "labels": str(k600_labels), "fps": 5},
+                "smoother": {"tau_s": 0.6, "consecutive": 2, "min_dwell_s": 0.5},
+                "mqtt": {"enabled": False},
+                **extra,
+            }
+        )
+
+    return make
 
 
-def still_config(tmp_path: Path, **extra):
-    return parse_config(
-        {
-            "mode": "still",
-            "state_dir": str(tmp_path / "state"),
-            "models_dir": str(tmp_path / "models"),
-            "source": {"kind": "command", "command": f"cp {IMAGES / 'fruit_apple.jpg'} {{path}}"},
-            "still_models": [{"path": str(CV_FRUITS)}],
-            "mqtt": {"enabled": False},
-            **extra,
-        }
-    )
+@pytest.fixture
+def still_config(cv_fruits: Path, images: Path) -> Callable[..., Config]:
+    def make(tmp_path: Path, **extra) -> Config:
+        return parse_config(
+            {
+                "mode": "still",
+                "state_dir": str(tmp_path / "state"),
+                "models_dir": str(tmp_path / "models"),
+                "source": {
+                    "kind": "command",
+                    "command": f"cp {images / 'fruit_apple.jpg'} {{path}}",
+                },
+                "still_models": [{"path": str(cv_fruits)}],
+                "mqtt": {"enabled": False},
+                **extra,
+            }
+        )
+
+    return make
 
 
 def tick_until(pipeline, condition, what: str, limit: int = 2000) -> None:
@@ -80,8 +85,9 @@ def tick_until(pipeline, condition, what: str, limit: int = 2000) -> None:
     raise AssertionError(f"no {what} after {limit} ticks")
 
 
-def test_video_pipeline_labels_a_clip_and_resets(tmp_path: Path) -> None:
-    require(A0, K600_LABELS, CLIP)
+def test_video_pipeline_labels_a_clip_and_resets(
+    video_config, a0, k600_labels, clip, tmp_path: Path
+) -> None:
     cfg = video_config(tmp_path)
     reporter = Reporter("video", ModelInfo(None, None))
     heard = Heard()
@@ -94,7 +100,7 @@ def test_video_pipeline_labels_a_clip_and_resets(tmp_path: Path) -> None:
         tick_until(pipeline, lambda: reporter.label == "carving ice", "label")
         start = [e for e in heard.of("event") if e["type"] == "start"]
         assert [e["label"] for e in start] == ["carving ice"]
-        assert heard.of("state")[-1]["model"]["name"] == A0.stem
+        assert heard.of("state")[-1]["model"]["name"] == a0.stem
         stats = pipeline.stats()
         assert stats.model_fps > 0 and stats.inference_p50_ms and stats.inference_p50_ms > 0
         frame = pipeline.snapshot()
@@ -115,8 +121,9 @@ def test_video_pipeline_labels_a_clip_and_resets(tmp_path: Path) -> None:
         pipeline.stop()
 
 
-def test_a_rebuild_keeps_the_parts_the_new_config_leaves_alone(tmp_path: Path) -> None:
-    require(A0, K600_LABELS, CLIP)
+def test_a_rebuild_keeps_the_parts_the_new_config_leaves_alone(
+    video_config, a0, k600_labels, clip, tmp_path: Path
+) -> None:
     old = video_config(tmp_path)
     reporter = Reporter("video", ModelInfo(None, None))
     last, cancel = LastFrame(), threading.Event()
@@ -136,8 +143,9 @@ def test_a_rebuild_keeps_the_parts_the_new_config_leaves_alone(tmp_path: Path) -
         first.capture.stop()
 
 
-def test_still_pipeline_photo_command_and_watched_folder(tmp_path: Path) -> None:
-    require(CV_FRUITS / "model.tflite", IMAGES / "fruit_apple.jpg", IMAGES / "fruit_banana.jpg")
+def test_still_pipeline_photo_command_and_watched_folder(
+    still_config, cv_fruits, images, tmp_path: Path
+) -> None:
     watch = tmp_path / "watch"
     watch.mkdir()
     cfg = still_config(tmp_path, still={"watch_dir": str(watch), "watch_poll_s": 0.05})
@@ -157,13 +165,13 @@ def test_still_pipeline_photo_command_and_watched_folder(tmp_path: Path) -> None
         assert result.results[0].label == "Apple" and result.image.source == "command"
         assert result.image.path and Path(result.image.path).is_file()
 
-        shutil.copy(IMAGES / "fruit_banana.jpg", tmp_path / "banana.tmp")
+        shutil.copy(images / "fruit_banana.jpg", tmp_path / "banana.tmp")
         (tmp_path / "banana.tmp").rename(watch / "banana.jpg")
         tick_until(pipeline, lambda: len(heard.of("result")) == 2, "the watched file's result")
         second = heard.of("result")[1]
         assert second["image"]["source"] == "watch"
         assert second["results"][0]["label"] == "Banana"
-        assert pipeline.model_info().name == CV_FRUITS.name
+        assert pipeline.model_info().name == cv_fruits.name
     finally:
         pipeline.stop()
 
@@ -186,11 +194,10 @@ def until_label(daemon: Daemon, label: str, limit: int = 2000) -> None:
 
 
 def test_commands_run_in_process_with_the_same_validation_and_replies(
-    tmp_path: Path, caplog
+    video_config, a0, k600_labels, clip, cv_fruits, tmp_path: Path, caplog
 ) -> None:
     """The path a web page takes: raw JSON in, the reply MQTT would send out."""
-    require(A0, K600_LABELS, CLIP, CV_FRUITS / "model.tflite")
-    shutil.copytree(CV_FRUITS, tmp_path / "models" / "fruits")
+    shutil.copytree(cv_fruits, tmp_path / "models" / "fruits")
     caplog.set_level(logging.INFO, logger="edge.commands")
     daemon, heard = running(video_config(tmp_path))
     try:
@@ -234,12 +241,13 @@ def test_commands_run_in_process_with_the_same_validation_and_replies(
     assert all(r.levelno == logging.INFO for r in caplog.records if r.name == "edge.commands")
 
 
-def test_a_model_swap_ends_the_label_is_kept_and_can_be_cleared(tmp_path: Path, caplog) -> None:
-    require(A0, K600_LABELS, CLIP, BERLIN_INT8, BERLIN_LABELS)
+def test_a_model_swap_ends_the_label_is_kept_and_can_be_cleared(
+    video_config, a0, k600_labels, clip, berlin_int8, berlin_labels, tmp_path: Path, caplog
+) -> None:
     cattle = tmp_path / "models" / "cattle"
     cattle.mkdir(parents=True)
-    shutil.copy(BERLIN_INT8, cattle / "model.tflite")
-    shutil.copy(BERLIN_LABELS, cattle / "labels.txt")
+    shutil.copy(berlin_int8, cattle / "model.tflite")
+    shutil.copy(berlin_labels, cattle / "labels.txt")
     cfg = video_config(tmp_path)
     daemon, heard = running(cfg)
     try:
@@ -269,22 +277,23 @@ def test_a_model_swap_ends_the_label_is_kept_and_can_be_cleared(tmp_path: Path, 
         assert refused["ok"] is False and "clear" in refused["error"]
         cleared = commands.call(daemon, "model", b'{"clear": true, "id": "c"}')
         assert cleared["ok"] is True and cleared["cleared"] is True and cleared["id"] == "c"
-        assert cleared["model"]["name"] == A0.stem and cleared["mode"] == "video"
-        assert heard.of("state")[-1]["model"]["name"] == A0.stem
+        assert cleared["model"]["name"] == a0.stem and cleared["mode"] == "video"
+        assert heard.of("state")[-1]["model"]["name"] == a0.stem
         assert not (tmp_path / "state" / "model-override.json").exists()
     finally:
         daemon.shutdown()
     daemon, _ = running(cfg)  # and a restart after clearing runs the file's model
     try:
-        assert daemon.pipeline.model_info().name == A0.stem
+        assert daemon.pipeline.model_info().name == a0.stem
     finally:
         daemon.shutdown()
 
 
 def test_auto_without_a_camera_runs_a_watched_folder_alone_but_not_a_schedule(
+    still_config,
+    cv_fruits,
     tmp_path: Path,
 ) -> None:
-    require(CV_FRUITS / "model.tflite")
     if list(Path("/dev").glob("video*")):
         pytest.skip("this machine has a camera")
     watch = tmp_path / "watch"
@@ -307,8 +316,9 @@ def test_auto_without_a_camera_runs_a_watched_folder_alone_but_not_a_schedule(
         StillPipeline.build(schedule, reporter, Parts(), last=LastFrame(), cancel=threading.Event())
 
 
-def test_commands_from_another_thread_run_in_the_daemons_loop(tmp_path: Path) -> None:
-    require(A0, K600_LABELS, CLIP)
+def test_commands_from_another_thread_run_in_the_daemons_loop(
+    video_config, a0, k600_labels, clip, tmp_path: Path
+) -> None:
     daemon, _ = running(video_config(tmp_path))
     replies: dict[str, dict] = {}
 

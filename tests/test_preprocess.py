@@ -10,13 +10,11 @@ from edge.classifiers.stream import RESIZE, StreamClassifier
 from edge.preprocess import RESIZE_METHODS, InputSpec, Preprocessor
 from edge.sources.orientation import Orientation
 from edge.sources.video_file import VideoFile
-from tests.conftest import A0, K600_LABELS, VIDEOS, require
 
 
 @pytest.fixture(scope="module")
-def a0() -> StreamClassifier:
-    require(A0, K600_LABELS)
-    return StreamClassifier(A0, labels_path=K600_LABELS, threads=1)
+def a0_clf(a0, k600_labels) -> StreamClassifier:
+    return StreamClassifier(a0, labels_path=k600_labels, threads=1)
 
 
 def square(bgr: np.ndarray) -> np.ndarray:
@@ -47,10 +45,9 @@ def reference(bgr: np.ndarray, method: str, size: int = 172) -> np.ndarray:
 
 
 @pytest.mark.parametrize("clip", ["squats.mp4", "arm_wrestling.mp4", "carving_ice.mp4"])
-def test_model_input_is_centre_crop_resize_rgb_scaled(a0, clip):
-    require(VIDEOS / clip)
-    frame = next(VideoFile(VIDEOS / clip).frames())
-    buf = a0.preprocess_into(frame.image, a0.new_input())
+def test_model_input_is_centre_crop_resize_rgb_scaled(videos, a0_clf, clip):
+    frame = next(VideoFile(videos / clip).frames())
+    buf = a0_clf.preprocess_into(frame.image, a0_clf.new_input())
     assert buf.shape == (1, 1, 172, 172, 3)
     assert buf.dtype == np.float32
     np.testing.assert_allclose(buf[0, 0], reference(frame.image, RESIZE), atol=1e-6)
@@ -58,9 +55,8 @@ def test_model_input_is_centre_crop_resize_rgb_scaled(a0, clip):
 
 @pytest.mark.parametrize("method", RESIZE_METHODS)
 @pytest.mark.parametrize("clip", ["squats.mp4", "carving_ice.mp4", "eye_makeup.avi"])
-def test_each_resize_method_is_what_it_says(clip, method):
-    require(VIDEOS / clip)
-    frame = next(VideoFile(VIDEOS / clip).frames())
+def test_each_resize_method_is_what_it_says(videos, clip, method):
+    frame = next(VideoFile(videos / clip).frames())
     pre = Preprocessor(InputSpec(172, 172, resize=method))
     out = pre(frame.image, np.empty((172, 172, 3), np.float32))
     # The block average may round one step differently from OpenCV's fast path.
@@ -73,30 +69,29 @@ def test_an_unknown_resize_method_is_refused():
         Preprocessor(InputSpec(8, 8, resize="cubic"))
 
 
-def test_step_feeds_the_same_input_as_the_pipelined_path(a0):
-    require(VIDEOS / "carving_ice.mp4")
-    frames = list(VideoFile(VIDEOS / "carving_ice.mp4").frames(lambda t: True))[:30:6]
-    a0.reset()
-    stepped = [a0.step(f).probs for f in frames]
-    a0.reset()
-    buf = a0.new_input()
-    run = [a0.run(a0.preprocess_into(f.image, buf), f.timestamp).probs for f in frames]
+def test_step_feeds_the_same_input_as_the_pipelined_path(videos, a0_clf):
+    frames = list(VideoFile(videos / "carving_ice.mp4").frames(lambda t: True))[:30:6]
+    a0_clf.reset()
+    stepped = [a0_clf.step(f).probs for f in frames]
+    a0_clf.reset()
+    buf = a0_clf.new_input()
+    run = [a0_clf.run(a0_clf.preprocess_into(f.image, buf), f.timestamp).probs for f in frames]
     for a, b in zip(stepped, run, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
-def test_portrait_crop_takes_the_middle_square(a0):
+def test_portrait_crop_takes_the_middle_square(a0_clf):
     # Top and bottom thirds black, middle square white: the crop must see only white.
     image = np.zeros((300, 100, 3), np.uint8)
     image[100:200] = 255
-    buf = a0.preprocess_into(image, a0.new_input())
+    buf = a0_clf.preprocess_into(image, a0_clf.new_input())
     assert np.all(buf == 1.0)
 
 
-def test_channels_are_reordered_to_rgb(a0):
+def test_channels_are_reordered_to_rgb(a0_clf):
     image = np.zeros((50, 50, 3), np.uint8)
     image[..., 0] = 255  # pure blue in BGR
-    buf = a0.preprocess_into(image, a0.new_input())[0, 0]
+    buf = a0_clf.preprocess_into(image, a0_clf.new_input())[0, 0]
     assert np.all(buf[..., 2] == 1.0) and np.all(buf[..., :2] == 0.0)
 
 

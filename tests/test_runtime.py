@@ -9,7 +9,6 @@ import pytest
 
 from edge.errors import ModelError
 from edge.runtime import backend_name, check_tflite_file, open_interpreter
-from tests.conftest import A0, require
 
 BLOCK = """
 import sys
@@ -30,10 +29,9 @@ def test_litert_is_the_default_backend():
     assert backend_name() == "ai-edge-litert"
 
 
-def test_no_runtime_installed_names_every_package(tmp_path):
-    require(A0)
+def test_no_runtime_installed_names_every_package(a0, tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-c", BLOCK, str(A0)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", BLOCK, str(a0)], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
     message = proc.stdout.strip()
@@ -42,8 +40,7 @@ def test_no_runtime_installed_names_every_package(tmp_path):
         assert package in message
 
 
-def test_bad_model_files_are_model_errors(tmp_path):
-    require(A0)
+def test_bad_model_files_are_model_errors(a0, tmp_path):
     with pytest.raises(ModelError, match="not found"):
         check_tflite_file(tmp_path / "missing.tflite")
     text = tmp_path / "notes.tflite"
@@ -51,13 +48,12 @@ def test_bad_model_files_are_model_errors(tmp_path):
     with pytest.raises(ModelError, match="not a TFLite model"):
         open_interpreter(text)
     half = tmp_path / "half.tflite"
-    half.write_bytes(A0.read_bytes()[: A0.stat().st_size // 2])
+    half.write_bytes(a0.read_bytes()[: a0.stat().st_size // 2])
     with pytest.raises(ModelError, match="cannot load model") as info:
         open_interpreter(half)
     assert "\n" not in str(info.value)
 
 
-def test_loading_keeps_the_runtime_banner_off_stderr(capfd):
-    require(A0)
-    open_interpreter(A0, 1)
+def test_loading_keeps_the_runtime_banner_off_stderr(a0, capfd):
+    open_interpreter(a0, 1)
     assert "XNNPACK" not in capfd.readouterr().err

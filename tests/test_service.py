@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import IN_CI, ROOT
+from tests.support.assets import IN_CI, ROOT
 
 UNIT = ROOT / "systemd" / "edge.service"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from edge import catalogue as cat
-from tests.conftest import A0, CV_FRUITS, MOBILENET, MODELS, ROOT, require
+from tests.support.assets import ROOT
 
 SETUP = ROOT / "scripts" / "setup.sh"
 DEAD_PROXY = "http://127.0.0.1:9"
@@ -46,8 +46,8 @@ def installed(env: dict[str, str]) -> set[str]:
     return set(cat.installed_names(Path(env[cat.MODELS_DIR_ENV])))
 
 
-def user_models_in_mirror() -> set[str]:
-    return {e.name for e in cat.load_catalogue().values() if cat.mirror_has(e, MODELS)}
+def user_models_in_mirror(mirror: Path) -> set[str]:
+    return {e.name for e in cat.load_catalogue().values() if cat.mirror_has(e, mirror)}
 
 
 def test_help_is_a_usage_text_naming_every_option() -> None:
@@ -75,10 +75,11 @@ def test_offline_without_mirror_says_what_failed_and_the_ways_out(env) -> None:
     assert installed(env) == set()
 
 
-def test_missing_mirror_is_named_and_the_installed_models_kept(env, tmp_path) -> None:
-    require(A0, MOBILENET)
+def test_missing_mirror_is_named_and_the_installed_models_kept(
+    a0, mobilenet, mirror, env, tmp_path
+) -> None:
     for name in ("movinet-a0-stream-int8", "mobilenet-v2-quant"):
-        cat.fetch(name, Path(env[cat.MODELS_DIR_ENV]), str(MODELS), progress=False)
+        cat.fetch(name, Path(env[cat.MODELS_DIR_ENV]), str(mirror), progress=False)
     env["EDGE_MODEL_MIRROR"] = str(tmp_path / "unplugged-stick")
     proc = setup(env)
     assert proc.returncode == 0, proc.stderr
@@ -87,36 +88,36 @@ def test_missing_mirror_is_named_and_the_installed_models_kept(env, tmp_path) ->
     assert installed(env) == {"movinet-a0-stream-int8", "mobilenet-v2-quant"}
 
 
-def test_mirror_installs_what_a_user_needs_and_says_what_it_skipped(env) -> None:
-    require(A0, MOBILENET, CV_FRUITS)
+def test_mirror_installs_what_a_user_needs_and_says_what_it_skipped(
+    a0, mobilenet, cv_fruits, mirror, env
+) -> None:
     catalogue = cat.load_catalogue()
-    tests_only = {n for n in user_models_in_mirror() if catalogue[n].test_only}
-    lacking = sorted(set(catalogue) - user_models_in_mirror() - tests_only)
+    tests_only = {n for n in user_models_in_mirror(mirror) if catalogue[n].test_only}
+    lacking = sorted(set(catalogue) - user_models_in_mirror(mirror) - tests_only)
     assert tests_only and lacking  # the mirror holds test models and lacks some catalogue ones
-    env["EDGE_MODEL_MIRROR"] = str(MODELS)
+    env["EDGE_MODEL_MIRROR"] = str(mirror)
     proc = setup(env)
     assert proc.returncode == 0, proc.stderr
-    assert installed(env) == user_models_in_mirror() - tests_only
+    assert installed(env) == user_models_in_mirror(mirror) - tests_only
     skipped = {
         kind: set(names.split(", "))
         for kind, names in re.findall(r"^skipped, (.+?): (.+)$", proc.stdout, re.M)
     }
-    assert skipped[f"not in the mirror {MODELS.resolve()}"] == set(lacking)
+    assert skipped[f"not in the mirror {mirror.resolve()}"] == set(lacking)
     assert skipped["for tests only (--test-models installs them)"] == tests_only
     assert "setup: ready" in proc.stderr
 
     again = setup(env, "--test")
     assert again.returncode == 0, again.stderr
-    assert installed(env) == user_models_in_mirror()
+    assert installed(env) == user_models_in_mirror(mirror)
     marker = json.loads(
         (Path(env[cat.MODELS_DIR_ENV]) / sorted(tests_only)[0] / "installed.json").read_text()
     )
-    assert marker["source"] == str(MODELS.resolve())
+    assert marker["source"] == str(mirror.resolve())
 
 
-def test_android_proot_says_how_to_start_without_systemd(env) -> None:
-    require(A0, MOBILENET)
-    env.update(EDGE_MODEL_MIRROR=str(MODELS), ANDROID_ROOT="/system", ANDROID_DATA="/data")
+def test_android_proot_says_how_to_start_without_systemd(a0, mobilenet, mirror, env) -> None:
+    env.update(EDGE_MODEL_MIRROR=str(mirror), ANDROID_ROOT="/system", ANDROID_DATA="/data")
     proc = setup(env)
     assert proc.returncode == 0, proc.stderr
     assert "no systemd" in proc.stderr

@@ -12,7 +12,6 @@ import pytest
 
 from edge.config import SmootherConfig
 from edge.smoothing import Smoother
-from tests.conftest import A0, K600_LABELS, VIDEOS, require
 
 LABELS = ["a", "b", "c", "d", "e", "f"]
 
@@ -212,14 +211,13 @@ def test_a_step_allocates_no_vector_sized_temporaries():
     assert sm.ema is ema  # the EMA vector is the one allocated at construction
 
 
-def test_real_cut_between_two_clips_changes_the_label_once_within_3_s():
+def test_real_cut_between_two_clips_changes_the_label_once_within_3_s(videos, a0, k600_labels):
     from edge.classifiers.stream import StreamClassifier
     from edge.frame import Frame
 
-    clips = [VIDEOS / "arm_wrestling.mp4", VIDEOS / "carving_ice.mp4"]
-    require(A0, K600_LABELS, *clips)
+    clips = [videos / "arm_wrestling.mp4", videos / "carving_ice.mp4"]
     fps = 5.0
-    clf = StreamClassifier(A0, labels_path=K600_LABELS, horizon_s=4.0, fps=fps, threads=2)
+    clf = StreamClassifier(a0, labels_path=k600_labels, horizon_s=4.0, fps=fps, threads=2)
     # The daemon's defaults. Label latency = the model's own switch (~1.4 s at a 4 s
     # horizon) + about tau*ln2 of EMA + N steps: a 3 s budget needs tau around 1 s.
     sm = Smoother(clf.labels, SmootherConfig())

@@ -19,13 +19,23 @@ from edge.sources import factory
 from edge.sources.base import Capture, redact_url
 from edge.sources.factory import detect_camera, make_capture
 from edge.sources.orientation import Orientation
-from tests.conftest import VIDEOS, require
 from tests.support.capture import wait_for, wait_stats
 from tests.support.mjpeg_server import MjpegServer
 
-CARVING = VIDEOS / "carving_ice.mp4"  # 30 fps, 200 frames
-CARVING_SMALL = VIDEOS / "carving_ice_small.mp4"  # 29.6 fps, 131 frames
-ARM = VIDEOS / "arm_wrestling.mp4"
+
+@pytest.fixture
+def carving(videos: Path) -> Path:  # 30 fps, 200 frames
+    return videos / "carving_ice.mp4"
+
+
+@pytest.fixture
+def carving_small(videos: Path) -> Path:  # 29.6 fps, 131 frames
+    return videos / "carving_ice_small.mp4"
+
+
+@pytest.fixture
+def arm(videos: Path) -> Path:
+    return videos / "arm_wrestling.mp4"
 
 
 def decode_all(path: Path) -> list[np.ndarray]:
@@ -50,14 +60,13 @@ def stop_returns(capture: Capture, timeout: float = 10.0) -> bool:
 # ------------------------------------------------------------------ files
 
 
-def test_file_hands_out_every_sixth_frame_at_5_fps_from_30_fps_and_ends():
-    require(CARVING)
-    reference = decode_all(CARVING)
-    fps = cv2.VideoCapture(str(CARVING)).get(cv2.CAP_PROP_FPS)
+def test_file_hands_out_every_sixth_frame_at_5_fps_from_30_fps_and_ends(carving):
+    reference = decode_all(carving)
+    fps = cv2.VideoCapture(str(carving)).get(cv2.CAP_PROP_FPS)
     step = round(fps / 5.0)
-    cfg = SourceConfig(kind="opencv", uri=str(CARVING), realtime=False)
+    cfg = SourceConfig(kind="opencv", uri=str(carving), realtime=False)
     capture = make_capture(cfg, model_fps=5.0)
-    assert capture.description == f"opencv {CARVING}"
+    assert capture.description == f"opencv {carving}"
     got = []
     with capture:
         deadline = time.monotonic() + 60
@@ -82,10 +91,9 @@ def test_file_hands_out_every_sixth_frame_at_5_fps_from_30_fps_and_ends():
     assert stats.reconnects == 0 and stats.stalls == 0
 
 
-def test_orientation_is_applied_to_handed_out_frames():
-    require(ARM)
-    first = decode_all(ARM)[0]
-    cfg = SourceConfig(kind="opencv", uri=str(ARM), realtime=False, rotate=90, hflip=True)
+def test_orientation_is_applied_to_handed_out_frames(arm):
+    first = decode_all(arm)[0]
+    cfg = SourceConfig(kind="opencv", uri=str(arm), realtime=False, rotate=90, hflip=True)
     with make_capture(cfg, model_fps=5.0) as capture:
         frame = capture.get(10.0)
     assert frame is not None
@@ -94,10 +102,9 @@ def test_orientation_is_applied_to_handed_out_frames():
     assert np.array_equal(frame.image, expected)
 
 
-def test_looped_realtime_file_keeps_delivering_past_its_end():
-    require(CARVING_SMALL)
-    n = len(decode_all(CARVING_SMALL))
-    cfg = SourceConfig(kind="opencv", uri=str(CARVING_SMALL), loop=True, realtime=True)
+def test_looped_realtime_file_keeps_delivering_past_its_end(carving_small):
+    n = len(decode_all(carving_small))
+    cfg = SourceConfig(kind="opencv", uri=str(carving_small), loop=True, realtime=True)
     capture = make_capture(cfg, model_fps=10.0)
     times = []
     with capture:
@@ -115,9 +122,8 @@ def test_looped_realtime_file_keeps_delivering_past_its_end():
     assert stats.connected
 
 
-def test_slow_consumer_gets_the_newest_frame_and_replaced_frames_count_as_dropped():
-    require(CARVING_SMALL)
-    cfg = SourceConfig(kind="opencv", uri=str(CARVING_SMALL), loop=True, realtime=True)
+def test_slow_consumer_gets_the_newest_frame_and_replaced_frames_count_as_dropped(carving_small):
+    cfg = SourceConfig(kind="opencv", uri=str(carving_small), loop=True, realtime=True)
     capture = make_capture(cfg, model_fps=30.0)  # every frame is converted and offered
     got = []
     with capture:
@@ -140,9 +146,8 @@ def test_slow_consumer_gets_the_newest_frame_and_replaced_frames_count_as_droppe
 
 
 @pytest.fixture
-def server():
-    require(ARM)
-    with MjpegServer(ARM, fps=15.0, width=320) as s:
+def server(arm):
+    with MjpegServer(arm, fps=15.0, width=320) as s:
         yield s
 
 

@@ -22,21 +22,23 @@ from edge.sources import factory
 from edge.sources.factory import detect_camera, make_capture
 from edge.sources.orientation import Orientation
 from edge.sources.picamera2 import INFERENCE_SHORT_SIDE
-from tests.conftest import VIDEOS, require
 from tests.support.capture import wait_for, wait_stats
 
 FAKE = Path(__file__).parent / "fake_picamera2"
-CLIP = VIDEOS / "shooting_basketball.mp4"
 
 
 @pytest.fixture
-def sim(monkeypatch):
-    require(CLIP)
+def clip(videos: Path) -> Path:
+    return videos / "shooting_basketball.mp4"
+
+
+@pytest.fixture
+def sim(clip, monkeypatch):
     monkeypatch.syspath_prepend(str(FAKE))
     monkeypatch.delitem(sys.modules, "picamera2", raising=False)
     module = importlib.import_module("picamera2")
     assert Path(module.__file__).is_relative_to(FAKE)
-    cap = cv2.VideoCapture(str(CLIP))
+    cap = cv2.VideoCapture(str(clip))
     ok, scene = cap.read()
     cap.release()
     assert ok

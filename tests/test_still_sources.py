@@ -18,9 +18,12 @@ import pytest
 from edge.errors import SourceError
 from edge.sources.command import CommandCamera
 from edge.sources.watch import FolderWatcher
-from tests.conftest import IMAGES, require
 
-FOX = IMAGES / "fox.jpeg"
+
+@pytest.fixture
+def fox(images: Path) -> Path:
+    return images / "fox.jpeg"
+
 
 FAKE_RPICAM = """#!/bin/sh
 # Stand-in for rpicam-still: same options used here, same failure output.
@@ -43,37 +46,35 @@ esac
 
 
 @pytest.fixture
-def rpicam(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    require(FOX)
+def rpicam(fox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / "rpicam-still"
     script.write_text(FAKE_RPICAM)
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    monkeypatch.setenv("FAKE_PHOTO", str(FOX))
+    monkeypatch.setenv("FAKE_PHOTO", str(fox))
     return script
 
 
-def test_rpicam_command_writes_a_photo_into_the_images_folder(rpicam: Path, tmp_path: Path):
+def test_rpicam_command_writes_a_photo_into_the_images_folder(fox, rpicam: Path, tmp_path: Path):
     camera = CommandCamera("rpicam-still -n --immediate -o {path}", timeout_s=10)
     images = tmp_path / "state" / "images"
     first = camera.capture(images)
     second = camera.capture(images)
     assert first.parent == images and second.parent == images and first != second
-    assert first.read_bytes() == FOX.read_bytes()
+    assert first.read_bytes() == fox.read_bytes()
     frame = camera.read()
     assert frame.image.shape == (480, 640, 3)
 
 
-def test_placeholder_inside_a_word_and_paths_with_spaces(tmp_path: Path) -> None:
-    require(FOX)
+def test_placeholder_inside_a_word_and_paths_with_spaces(fox, tmp_path: Path) -> None:
     # termux-camera-photo takes the file as its argument; cp stands in with the same shape.
-    camera = CommandCamera(f"cp '{FOX}' {{path}}")
+    camera = CommandCamera(f"cp '{fox}' {{path}}")
     target = tmp_path / "my photos" / "shot 1.jpg"
     assert camera.capture(target) == target
-    assert target.read_bytes() == FOX.read_bytes()
-    camera = CommandCamera("cp " + str(FOX) + " --no-preserve=all -T {path}")
+    assert target.read_bytes() == fox.read_bytes()
+    camera = CommandCamera("cp " + str(fox) + " --no-preserve=all -T {path}")
     assert camera.capture(tmp_path / "x; rm -rf ~.jpg").is_file()  # nothing interpreted
 
 
@@ -140,12 +141,11 @@ def _age(path: Path, seconds: float) -> None:
     os.utime(path, (t, t))
 
 
-def test_watcher_waits_until_a_file_stops_growing(tmp_path: Path) -> None:
-    require(FOX)
+def test_watcher_waits_until_a_file_stops_growing(fox, tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     photo = inbox / "a.jpg"
-    data = FOX.read_bytes()
+    data = fox.read_bytes()
     watcher = FolderWatcher(inbox, settle_s=3600, poll_s=0)  # only stability counts here
     photo.write_bytes(data[:1000])
     assert watcher.poll() == []  # first sight
@@ -159,29 +159,27 @@ def test_watcher_waits_until_a_file_stops_growing(tmp_path: Path) -> None:
     assert watcher.poll() == []  # then never again
 
 
-def test_watcher_takes_moved_in_files_at_once_and_ignores_others(tmp_path: Path) -> None:
-    require(FOX)
+def test_watcher_takes_moved_in_files_at_once_and_ignores_others(fox, tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     outside = tmp_path / "b.JPG"
-    shutil.copyfile(FOX, outside)
+    shutil.copyfile(fox, outside)
     _age(outside, 60)
     os.rename(outside, inbox / "b.JPG")
     (inbox / "notes.txt").write_text("x")
     (inbox / ".c.jpg.part").write_bytes(b"partial")
-    shutil.copyfile(FOX, inbox / ".hidden.jpg")
+    shutil.copyfile(fox, inbox / ".hidden.jpg")
     _age(inbox / ".hidden.jpg", 60)
     (inbox / "sub.jpg").mkdir()
     watcher = FolderWatcher(inbox, settle_s=2, poll_s=0)
     assert watcher.poll() == [inbox / "b.JPG"]
 
 
-def test_watcher_remembers_across_restarts_and_sees_replaced_files(tmp_path: Path) -> None:
-    require(FOX)
+def test_watcher_remembers_across_restarts_and_sees_replaced_files(fox, tmp_path: Path) -> None:
     inbox, state = tmp_path / "inbox", tmp_path / "state"
     inbox.mkdir()
     for name in ("1.jpg", "2.png"):
-        shutil.copyfile(FOX, inbox / name)
+        shutil.copyfile(fox, inbox / name)
         _age(inbox / name, 60)
     first = FolderWatcher(inbox, state_path=state, poll_s=0)
     offered = first.poll()
@@ -192,7 +190,7 @@ def test_watcher_remembers_across_restarts_and_sees_replaced_files(tmp_path: Pat
     crashed.done(offered[1])
     restarted = FolderWatcher(inbox, state_path=state, poll_s=0)
     assert restarted.poll() == []
-    (inbox / "1.jpg").write_bytes(FOX.read_bytes()[:-10] + b"\xff\xd9")  # a new photo, same name
+    (inbox / "1.jpg").write_bytes(fox.read_bytes()[:-10] + b"\xff\xd9")  # a new photo, same name
     _age(inbox / "1.jpg", 30)
     assert restarted.poll() == [inbox / "1.jpg"]
 
@@ -216,11 +214,10 @@ def test_watcher_missing_folder_does_not_raise(tmp_path: Path) -> None:
     assert watcher.poll() == []
 
 
-def test_watcher_polls_no_faster_than_its_interval(tmp_path: Path) -> None:
-    require(FOX)
+def test_watcher_polls_no_faster_than_its_interval(fox, tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    shutil.copyfile(FOX, inbox / "a.jpg")
+    shutil.copyfile(fox, inbox / "a.jpg")
     eager = FolderWatcher(inbox, settle_s=3600, poll_s=0)
     assert eager.poll() == [] and eager.poll() == [inbox / "a.jpg"]  # stable across two scans
     # However often the daemon loop calls, two scans are at least poll_s apart.

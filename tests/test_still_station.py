@@ -17,17 +17,20 @@ from edge.errors import SourceError
 from edge.history import HISTORY_FILENAME, History
 from edge.sources.watch import FolderWatcher
 from edge.still import StillStation
-from tests.conftest import CV_FRUITS, IMAGES, MOBILENET, MOBILENET_LABELS, require
+from tests.support.assets import DATA
 
-BANANA, FOX, APPLE = IMAGES / "fruit_banana.jpg", IMAGES / "fox.jpeg", IMAGES / "fruit_apple.jpg"
+BANANA, FOX, APPLE = (
+    DATA / "images" / "fruit_banana.jpg",
+    DATA / "images" / "fox.jpeg",
+    DATA / "images" / "fruit_apple.jpg",
+)
 
 
 @pytest.fixture(scope="module")
-def models() -> list[ImageClassifier]:
-    require(CV_FRUITS / "model.tflite", MOBILENET, MOBILENET_LABELS, BANANA, FOX, APPLE)
+def models(mobilenet, mobilenet_labels, cv_fruits) -> list[ImageClassifier]:
     return [
-        load_image_classifier(CV_FRUITS, name="fruits"),
-        load_image_classifier(MOBILENET, labels=MOBILENET_LABELS, name="imagenet"),
+        load_image_classifier(cv_fruits, name="fruits"),
+        load_image_classifier(mobilenet, labels=mobilenet_labels, name="imagenet"),
     ]
 
 

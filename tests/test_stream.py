@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,29 +13,19 @@ from edge.errors import ModelError
 from edge.frame import Frame
 from edge.pacing import Pacer
 from edge.sources.video_file import VideoFile
-from tests.conftest import (
-    A0,
-    BERLIN_INT8,
-    BERLIN_LABELS,
-    K600_LABELS,
-    MOBILENET,
-    VIDEOS,
-    require,
-)
+from tests.support.assets import DATA
 
-ARM = VIDEOS / "arm_wrestling.mp4"
-CARVING = VIDEOS / "carving_ice.mp4"
-SQUATS = VIDEOS / "squats.mp4"
+ARM = DATA / "videos" / "arm_wrestling.mp4"
+CARVING = DATA / "videos" / "carving_ice.mp4"
+SQUATS = DATA / "videos" / "squats.mp4"
 
 
 @pytest.fixture(scope="module")
-def a0() -> StreamClassifier:
-    require(A0, K600_LABELS)
-    return StreamClassifier(A0, labels_path=K600_LABELS, threads=2)
+def a0_clf(a0, k600_labels) -> StreamClassifier:
+    return StreamClassifier(a0, labels_path=k600_labels, threads=2)
 
 
 def model_frames(path, fps=5.0) -> list[Frame]:
-    require(path)
     return list(VideoFile(path).frames(Pacer(fps).take))
 
 
@@ -48,56 +39,55 @@ def score(pred, clf, label) -> float:
     return float(pred.probs[clf.labels.index(label)])
 
 
-def test_carving_ice_is_recognised_with_high_confidence(a0):
-    preds = classify(a0, model_frames(CARVING))
+def test_carving_ice_is_recognised_with_high_confidence(a0_clf):
+    preds = classify(a0_clf, model_frames(CARVING))
     final = preds[-1]
     assert final.top[0].label == "carving ice"
     assert final.top[0].score > 0.9
-    assert final.model == a0.name
+    assert final.model == a0_clf.name
     assert len(final.top) == 5
     assert final.probs.shape == (600,)
     assert abs(float(final.probs.sum()) - 1.0) < 1e-4
 
 
-def test_arm_wrestling_is_recognised(a0):
-    assert classify(a0, model_frames(ARM))[-1].top[0].label == "arm wrestling"
+def test_arm_wrestling_is_recognised(a0_clf):
+    assert classify(a0_clf, model_frames(ARM))[-1].top[0].label == "arm wrestling"
 
 
-def test_portrait_five_fps_squats_every_frame_is_a_step(a0):
+def test_portrait_five_fps_squats_every_frame_is_a_step(a0_clf):
     frames = model_frames(SQUATS)
     assert len(frames) == 65  # a 5 fps clip at the model's 5 fps: nothing is skipped
     assert frames[0].image.shape[0] > frames[0].image.shape[1]  # portrait
-    assert classify(a0, frames)[-1].top[0].label == "squat"
+    assert classify(a0_clf, frames)[-1].top[0].label == "squat"
 
 
-def test_carrying_state_beats_resetting_every_step(a0):
+def test_carrying_state_beats_resetting_every_step(a0_clf):
     frames = model_frames(CARVING)
-    carried = classify(a0, frames)[-1]
-    a0.reset()
+    carried = classify(a0_clf, frames)[-1]
+    a0_clf.reset()
     fresh = []
     for f in frames:
-        a0.reset()
-        fresh.append(a0.step(f))
+        a0_clf.reset()
+        fresh.append(a0_clf.step(f))
     cold = fresh[-1]
     assert carried.top[0].label == "carving ice"
     assert cold.top[0].label != "carving ice"
-    assert score(cold, a0, "carving ice") < score(carried, a0, "carving ice") - 0.5
+    assert score(cold, a0_clf, "carving ice") < score(carried, a0_clf, "carving ice") - 0.5
 
 
-def test_state_is_carried_by_tensor_index_and_pass_through_states_are_left_alone(a0):
-    sig = a0.signature
+def test_state_is_carried_by_tensor_index_and_pass_through_states_are_left_alone(a0_clf):
+    sig = a0_clf.signature
     assert sig.key == "serving_default"
     assert len(sig.states) == 43
     # 30 of the official export's state outputs are its input tensors: only 13 move.
     assert len(sig.changing) == 13
     assert {s[0] for s in sig.changing} >= {"state_head_pool_buffer"}
-    assert a0.input_size == (172, 172)
-    assert len(a0.sha256) == 64
+    assert a0_clf.input_size == (172, 172)
+    assert len(a0_clf.sha256) == 64
 
 
-def test_call_signature_export_gives_a_seven_label_distribution():
-    require(BERLIN_INT8, BERLIN_LABELS)
-    clf = StreamClassifier(BERLIN_INT8, labels_path=BERLIN_LABELS, threads=2)
+def test_call_signature_export_gives_a_seven_label_distribution(berlin_int8, berlin_labels):
+    clf = StreamClassifier(berlin_int8, labels_path=berlin_labels, threads=2)
     assert clf.signature.key == "call"
     assert len(clf.signature.changing) == 43  # this export copies every state
     preds = classify(clf, model_frames(CARVING)[:10])
@@ -111,40 +101,40 @@ def test_call_signature_export_gives_a_seven_label_distribution():
     assert not np.allclose(preds[0].probs, final.probs)
 
 
-def test_new_epoch_or_long_gap_starts_afresh(a0):
+def test_new_epoch_or_long_gap_starts_afresh(a0_clf):
     carving = model_frames(CARVING)[:12]
     arm = model_frames(ARM)[:12]
-    fresh = classify(a0, arm)[-1].probs
+    fresh = classify(a0_clf, arm)[-1].probs
 
-    a0.reset()
+    a0_clf.reset()
     for f in carving:
-        a0.step(f)
+        a0_clf.step(f)
     # The source restarted: same frames, new epoch.
     for f in arm:
-        last = a0.step(Frame(f.image, f.timestamp, f.seq, epoch=1))
+        last = a0_clf.step(Frame(f.image, f.timestamp, f.seq, epoch=1))
     np.testing.assert_allclose(last.probs, fresh, atol=1e-6)
 
-    a0.reset()
+    a0_clf.reset()
     for f in carving:
-        a0.step(f)
-    gap = carving[-1].timestamp + a0.reset_gap_s + 1.0
-    before = a0.resets
-    preds = [a0.step(Frame(f.image, gap + f.timestamp, f.seq)) for f in arm]
+        a0_clf.step(f)
+    gap = carving[-1].timestamp + a0_clf.reset_gap_s + 1.0
+    before = a0_clf.resets
+    preds = [a0_clf.step(Frame(f.image, gap + f.timestamp, f.seq)) for f in arm]
     assert preds[0].extra.get("reset") is True
-    assert a0.resets == before + 1  # once, at the gap; not at every later frame
+    assert a0_clf.resets == before + 1  # once, at the gap; not at every later frame
     assert not any(p.extra for p in preds[1:])
     np.testing.assert_allclose(preds[-1].probs, fresh, atol=1e-6)
 
 
-def test_steps_do_not_allocate_state_arrays(a0):
+def test_steps_do_not_allocate_state_arrays(a0_clf):
     frames = model_frames(CARVING)[:8]
-    bufs = [a0.preprocess_into(f.image, a0.new_input()) for f in frames]
-    a0.reset()
-    a0.run(bufs[0], 0.0)
+    bufs = [a0_clf.preprocess_into(f.image, a0_clf.new_input()) for f in frames]
+    a0_clf.reset()
+    a0_clf.run(bufs[0], 0.0)
     tracemalloc.start()
     try:
         for i, buf in enumerate(bufs[1:], 1):
-            a0.run(buf, i * 0.2)
+            a0_clf.run(buf, i * 0.2)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -153,18 +143,16 @@ def test_steps_do_not_allocate_state_arrays(a0):
     assert peak < 64 * 1024, peak
 
 
-def test_label_count_must_match_the_logits(tmp_path):
-    require(A0)
+def test_label_count_must_match_the_logits(a0, tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\nc\n")
     with pytest.raises(ModelError, match=r"labels.txt: label file has 3 labels .* 600 outputs"):
-        StreamClassifier(A0, labels_path=labels)
+        StreamClassifier(a0, labels_path=labels)
 
 
-def test_an_image_model_is_refused_clearly():
-    require(MOBILENET)
+def test_an_image_model_is_refused_clearly(mobilenet):
     with pytest.raises(ModelError, match="not a streaming video model"):
-        StreamClassifier(MOBILENET)
+        StreamClassifier(mobilenet)
 
 
 # ------------------------------------------------------------------------ memory horizon
@@ -179,9 +167,8 @@ def joined_frames() -> tuple[list[Frame], float]:
     return out, cut
 
 
-def run_joined(horizon_s: float):
-    require(A0, K600_LABELS)
-    clf = StreamClassifier(A0, labels_path=K600_LABELS, threads=2, horizon_s=horizon_s)
+def run_joined(model: Path, labels: Path, horizon_s: float):
+    clf = StreamClassifier(model, labels_path=labels, threads=2, horizon_s=horizon_s)
     frames, cut = joined_frames()
     preds = [clf.step(f) for f in frames]
     after = [
@@ -192,14 +179,14 @@ def run_joined(horizon_s: float):
     return clf, preds, after, cut
 
 
-def test_without_a_horizon_the_past_dominates_forever():
-    _, preds, after, _ = run_joined(0.0)
+def test_without_a_horizon_the_past_dominates_forever(a0, k600_labels):
+    _, preds, after, _ = run_joined(a0, k600_labels, 0.0)
     assert preds[-1].top[0].label == "arm wrestling"
     assert all(label != "carving ice" for _, label in after)
 
 
-def test_a_four_second_horizon_follows_the_scene_change():
-    clf, preds, after, cut = run_joined(4.0)
+def test_a_four_second_horizon_follows_the_scene_change(a0, k600_labels):
+    clf, preds, after, cut = run_joined(a0, k600_labels, 4.0)
     assert clf.horizon_steps == 20
     switch = next(t for t, label in after if label == "carving ice")
     assert switch - cut <= 2.0
@@ -215,9 +202,8 @@ def test_a_four_second_horizon_follows_the_scene_change():
     ("clip", "label"),
     [(CARVING, "carving ice"), (ARM, "arm wrestling"), (SQUATS, "squat")],
 )
-def test_single_clips_keep_their_label_with_the_horizon_on(clip, label):
-    require(A0, K600_LABELS)
-    clf = StreamClassifier(A0, labels_path=K600_LABELS, threads=2, horizon_s=4.0)
+def test_single_clips_keep_their_label_with_the_horizon_on(a0, k600_labels, clip, label):
+    clf = StreamClassifier(a0, labels_path=k600_labels, threads=2, horizon_s=4.0)
     preds = classify(clf, model_frames(clip))
     assert preds[-1].top[0].label == label
     # Held through the clip once it has warmed up, not just at the end.
@@ -225,10 +211,9 @@ def test_single_clips_keep_their_label_with_the_horizon_on(clip, label):
     assert sum(p.top[0].label == label for p in tail) >= 0.75 * len(tail)
 
 
-def test_horizon_bounds_the_head_pool_count():
+def test_horizon_bounds_the_head_pool_count(a0, k600_labels):
     """The head pool never averages over more than one horizon of steps."""
-    require(A0, K600_LABELS)
-    clf = StreamClassifier(A0, labels_path=K600_LABELS, threads=1, horizon_s=2.0, fps=5.0)
+    clf = StreamClassifier(a0, labels_path=k600_labels, threads=1, horizon_s=2.0, fps=5.0)
     frames = model_frames(CARVING)
     counts = []
     head = next(s for s in clf.signature.states if s[0] == "state_head_pool_frame_count")

@@ -3,9 +3,8 @@
 Mosquitto (MQTT 5 and 3.1.1) is the default; NATS's MQTT gateway (nats-server, 3.1.1 only,
 its state in JetStream) is the second broker, with the same interface.
 
-Usage in a test module::
-
-    from tests.support.broker import broker_factory_fixture, broker_fixture  # noqa: F401
+The fixtures ``broker``, ``broker_factory`` and ``make_pub`` are registered by
+tests/conftest.py, so a test module just takes them as parameters::
 
     def test_x(broker):                      # plain broker, anonymous, persistence on
         with broker.subscriber("edge/#") as sub:
@@ -50,7 +49,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import IN_CI
+from edge.config import MqttConfig
+from edge.mqtt.publisher import Publisher
+from tests.support.assets import missing
 
 MOSQUITTO = Path(shutil.which("mosquitto") or "/usr/sbin/mosquitto")
 MOSQUITTO_PASSWD = Path(shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd")
@@ -61,23 +62,17 @@ HOST = "127.0.0.1"
 
 def require_mosquitto(*, passwd: bool = False) -> None:
     """Mosquitto is a real part the MQTT tests need: skip locally, fail in CI."""
-    missing = [
+    absent = [
         str(p) for p in (MOSQUITTO, *((MOSQUITTO_PASSWD,) if passwd else ())) if not p.exists()
     ]
-    if missing:
-        msg = "missing " + ", ".join(missing) + " (apt-get install mosquitto)"
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
+    if absent:
+        missing(", ".join(absent), "install Mosquitto (`apt-get install mosquitto`)")
 
 
 def require_nats() -> None:
     """nats-server is the second real broker: skip locally, fail in CI."""
     if not NATS_SERVER.exists():
-        msg = f"missing {NATS_SERVER} (apt-get install nats-server)"
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
+        missing(str(NATS_SERVER), "install the NATS server (`apt-get install nats-server`)")
 
 
 def free_port() -> int:
@@ -664,6 +659,38 @@ def nats_broker_fixture(tmp_path: Path) -> Iterator[NatsBroker]:
         yield b.start()
     finally:
         b.kill()
+
+
+TEST_MODEL = {"name": "movinet-a0-stream-int8", "sha256": "ab" * 32}
+
+
+@pytest.fixture(name="make_pub")
+def make_pub_fixture(tmp_path: Path) -> Iterator[Callable[..., Publisher]]:
+    """Build publishers for a broker (or an ``MqttConfig``); every one is stopped at test end.
+
+    ``make_pub(broker, device_id="dev1", outbox=None, cfg={...overrides}, **publisher_kw)``:
+    the outbox goes in tmp_path unless given, ``model_info`` defaults to ``TEST_MODEL``.
+    """
+    made: list[Publisher] = []
+
+    def make(
+        target: Any,
+        device_id: str = "dev1",
+        *,
+        outbox: Path | None = None,
+        cfg: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> Publisher:
+        if not isinstance(target, MqttConfig):  # a broker of any kind
+            target = target.mqtt_config(**(cfg or {}))
+        kw.setdefault("model_info", lambda: TEST_MODEL)
+        pub = Publisher(target, device_id, outbox or tmp_path / f"outbox-{len(made)}.sqlite", **kw)
+        made.append(pub)
+        return pub
+
+    yield make
+    for pub in made:
+        pub.stop(timeout=0.5)
 
 
 # The plain names can be imported too, at the price of a ruff F811 on each test that takes

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import ROOT
+from tests.support.assets import ROOT
 
 
 class NotifySocket:
