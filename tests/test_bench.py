@@ -129,8 +129,17 @@ def test_resize_comparison_classifies_each_clip_under_each_method(videos, a0, k6
     assert set(report["summary"]) == set(RESIZE_METHODS)
 
 
-def test_bench_bad_input_is_one_line(a0, clip, videos):
-    proc = run_cli("bench", "--model", str(a0), "--video", str(clip), "--frames", "0")
-    assert_one_line_error(proc, "--frames")
-    proc = run_cli("bench", "--model", str(a0), "--video", str(videos / "nope.mp4"))
-    assert_one_line_error(proc, "nope.mp4")
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--frames", "0"), "--frames"),
+        (("--threads", "0"), "--threads"),
+        (("--rounds", "0"), "--rounds"),
+        (("--video", "nope.mp4"), "nope.mp4"),
+    ],
+)
+def test_bench_bad_input_is_one_line(a0, clip, videos, args, needle):
+    args = tuple(str(videos / a) if a == "nope.mp4" else a for a in args)
+    video = () if "--video" in args else ("--video", str(clip))
+    proc = run_cli("bench", "--model", str(a0), *video, *args)
+    assert_one_line_error(proc, needle)

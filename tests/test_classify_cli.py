@@ -237,21 +237,20 @@ def test_label_file_of_the_wrong_length(a0, small, tmp_path):
     assert_one_line_error(proc, "short.txt", "2 labels", "600")
 
 
-def test_unreadable_video(a0, tmp_path):
-    junk = tmp_path / "junk.mp4"
-    junk.write_bytes(os.urandom(4096))
-    assert_one_line_error(run_cli("classify", str(junk), "--model", str(a0)), "junk.mp4")
-
-
-def test_empty_video(a0, tmp_path):
-    empty = tmp_path / "empty.avi"
-    empty.write_bytes(b"")
-    assert_one_line_error(run_cli("classify", str(empty), "--model", str(a0)), "empty.avi")
-
-
-def test_missing_video(a0, tmp_path):
-    proc = run_cli("classify", str(tmp_path / "gone.mp4"), "--model", str(a0))
-    assert_one_line_error(proc, "gone.mp4", "not found")
+@pytest.mark.parametrize(
+    ("name", "content", "needles"),
+    [
+        ("junk.mp4", os.urandom(4096), ()),  # not a video at all
+        ("empty.avi", b"", ()),
+        ("gone.mp4", None, ("not found",)),
+    ],
+)
+def test_a_bad_video_is_a_one_line_error(a0, tmp_path, name, content, needles):
+    video = tmp_path / name
+    if content is not None:
+        video.write_bytes(content)
+    proc = run_cli("classify", str(video), "--model", str(a0))
+    assert_one_line_error(proc, name, *needles)
 
 
 def test_unknown_catalogue_name(small):
@@ -259,11 +258,13 @@ def test_unknown_catalogue_name(small):
     assert_one_line_error(proc, "movinet-z9-imaginary")
 
 
-def test_bad_numbers_are_one_line_errors(small, a0):
-    proc = run_cli("classify", str(small), "--model", str(a0), "--fps", "0")
-    assert_one_line_error(proc, "--fps")
-    proc = run_cli("classify", str(small), "--model", str(a0), "--horizon", "-1")
-    assert_one_line_error(proc, "--horizon")
+@pytest.mark.parametrize(
+    "option",
+    [("--fps", "0"), ("--fps", "-5"), ("--horizon", "-1"), ("--threads", "0"), ("--top", "0")],
+)
+def test_bad_numbers_are_one_line_errors(small, a0, option):
+    proc = run_cli("classify", str(small), "--model", str(a0), *option)
+    assert_one_line_error(proc, option[0])
 
 
 def test_model_given_as_a_plain_folder(a0, k600_labels, videos, tmp_path):
