@@ -22,16 +22,14 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import yaml
 
 import edge
-from edge.config import default_models_dir
 from edge.errors import ConfigError, DownloadError, ModelError
-from edge.runtime import file_sha256
 
 DEFAULT_STREAM_MODEL = "movinet-a0-stream-int8"
 DEFAULT_IMAGE_MODEL = "mobilenet-v2-quant"
@@ -39,7 +37,6 @@ DEFAULT_IMAGE_MODEL = "mobilenet-v2-quant"
 CATALOGUE_ENV = "EDGE_CATALOGUE"
 MODELS_DIR_ENV = "EDGE_MODELS_DIR"
 INSTALLED_MARKER = "installed.json"
-LABEL_NAMES = ("labels.txt", "label_map.txt")
 
 ROLES = ("model", "labels", "manifest")
 KINDS = ("stream", "image")
@@ -62,7 +59,7 @@ class CatalogueFile:
 @dataclass(frozen=True, slots=True)
 class CatalogueEntry:
     name: str
-    kind: str  # stream | image
+    kind: Literal["stream", "image"]
     description: str
     files: tuple[CatalogueFile, ...]
     label_count: int | None = None
@@ -84,16 +81,6 @@ class CatalogueEntry:
         """Total download size, when every file's size is known."""
         sizes = [f.size for f in self.files if f.size is not None]
         return sum(sizes) if len(sizes) == len(self.files) else None
-
-
-@dataclass(frozen=True, slots=True)
-class ResolvedModel:
-    name: str
-    path: Path  # the .tflite file
-    labels: Path | None
-    kind: str  # stream | image | auto (a bare file: the loader decides from its inputs)
-    sha256: str | None
-    entry: CatalogueEntry | None
 
 
 # ------------------------------------------------------------------------------ locations
@@ -171,7 +158,7 @@ def _parse(data: Any, where: str) -> dict[str, CatalogueEntry]:
             raise fail(f"{at}.label_count", "must be a positive integer")
         entries[name] = CatalogueEntry(
             name=name,
-            kind=kind,
+            kind="stream" if kind == "stream" else "image",
             description=str(raw.get("description") or ""),
             files=files,
             label_count=count,
@@ -230,11 +217,11 @@ def get_entry(name: str, catalogue: dict[str, CatalogueEntry] | None = None) -> 
     catalogue = load_catalogue() if catalogue is None else catalogue
     entry = catalogue.get(name)
     if entry is None:
-        raise _unknown(name, list(catalogue))
+        raise unknown_model(name, list(catalogue))
     return entry
 
 
-def _unknown(name: str, known: list[str]) -> ModelError:
+def unknown_model(name: str, known: list[str]) -> ModelError:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     return ModelError(f"unknown model {name!r}{hint} (see 'edge models list')")
@@ -252,7 +239,7 @@ def read_marker(directory: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _file_records(marker: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+def file_records(marker: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     files = (marker or {}).get("files")
     if not isinstance(files, list):
         return {}
@@ -269,7 +256,7 @@ def is_installed(entry: CatalogueEntry, models_dir: Path) -> bool:
     marker = read_marker(directory)
     if not marker or marker.get("name") != entry.name:
         return False
-    records = _file_records(marker)
+    records = file_records(marker)
     for f in entry.files:
         rec = records.get(f.filename)
         try:
@@ -294,154 +281,6 @@ def installed_names(models_dir: Path) -> list[str]:
 
 def mirror_has(entry: CatalogueEntry, mirror: Path) -> bool:
     return all(f.mirror and (Path(mirror) / f.mirror).is_file() for f in entry.files)
-
-
-# ------------------------------------------------------------------------------ resolving
-
-
-def resolve_model(spec: str, models_dir: Path | None = None) -> ResolvedModel:
-    """A catalogue name, an installed model's name, a .tflite path or a model directory."""
-    models_dir = Path(models_dir) if models_dir is not None else default_models_dir()
-    catalogue = load_catalogue()
-    if spec in catalogue:
-        return _resolve_installed(catalogue[spec], models_dir)
-    if _is_plain_name(spec) and (models_dir / spec).is_dir():
-        return _resolve_dir(models_dir / spec, catalogue)
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return _resolve_file(path, catalogue)
-    if path.is_dir():
-        return _resolve_dir(path, catalogue)
-    if _is_plain_name(spec) and not spec.endswith(".tflite"):
-        raise _unknown(spec, list(catalogue) + installed_names(models_dir))
-    raise ModelError(f"{spec}: no such model file or directory")
-
-
-def _is_plain_name(spec: str) -> bool:
-    return bool(spec) and "/" not in spec and "\\" not in spec and spec not in (".", "..")
-
-
-def _resolve_installed(entry: CatalogueEntry, models_dir: Path) -> ResolvedModel:
-    directory = models_dir / entry.name
-    model = directory / entry.model_file.filename
-    labels_file = entry.labels_file
-    labels = directory / labels_file.filename if labels_file else None
-    if not model.is_file() or (labels is not None and not labels.is_file()):
-        raise ModelError(
-            f"model {entry.name} is not installed in {models_dir}: "
-            f"run 'edge models fetch {entry.name}'"
-        )
-    record = _file_records(read_marker(directory)).get(model.name, {})
-    sha = record.get("sha256") or entry.model_file.sha256
-    return ResolvedModel(entry.name, model, labels, entry.kind, sha, entry)
-
-
-def _labels_beside(model: Path) -> Path | None:
-    for name in LABEL_NAMES:
-        if (model.parent / name).is_file():
-            return model.parent / name
-    texts = [p for p in model.parent.glob("*.txt") if p.is_file()]
-    return texts[0] if len(texts) == 1 else None
-
-
-def _resolve_file(path: Path, catalogue: dict[str, CatalogueEntry]) -> ResolvedModel:
-    marker = read_marker(path.parent)
-    entry = catalogue.get(str((marker or {}).get("name")))
-    if entry is not None and entry.model_file.filename == path.name:
-        return _from_marker_dir(path.parent, entry, marker)
-    # "model.tflite" (an export or an installed folder) is better named by its folder.
-    name = path.parent.name if path.stem == "model" and path.parent.name else path.stem
-    return ResolvedModel(name, path, _labels_beside(path), "auto", None, None)
-
-
-def _from_marker_dir(
-    directory: Path, entry: CatalogueEntry, marker: dict[str, Any] | None
-) -> ResolvedModel:
-    model = directory / entry.model_file.filename
-    if not model.is_file():
-        raise ModelError(f"{model}: model file not found")
-    lf = entry.labels_file
-    labels = directory / lf.filename if lf and (directory / lf.filename).is_file() else None
-    sha = _file_records(marker).get(model.name, {}).get("sha256") or entry.model_file.sha256
-    return ResolvedModel(entry.name, model, labels, entry.kind, sha, entry)
-
-
-def is_export_folder(directory: Path) -> bool:
-    """An Azure Custom Vision export: it carries a manifest or a metadata file."""
-    return (directory / "cvexport.manifest").is_file() or (
-        directory / "metadata_properties.json"
-    ).is_file()
-
-
-def _resolve_dir(directory: Path, catalogue: dict[str, CatalogueEntry]) -> ResolvedModel:
-    marker = read_marker(directory)
-    entry = catalogue.get(str((marker or {}).get("name")))
-    if entry is not None:
-        return _from_marker_dir(directory, entry, marker)
-    records = _file_records(marker)
-    by_role = {r.get("role"): r for r in records.values()}
-    if "model" in by_role:  # an imported model: its marker says which file is which
-        model = directory / str(by_role["model"]["filename"])
-        if not model.is_file():
-            raise ModelError(f"{model}: model file not found")
-        lrec = by_role.get("labels")
-        labels = directory / str(lrec["filename"]) if lrec else _labels_beside(model)
-        kind = str((marker or {}).get("kind") or "image")
-        name = str((marker or {}).get("name") or directory.name)
-        return ResolvedModel(name, model, labels, kind, by_role["model"].get("sha256"), None)
-    model = directory / "model.tflite"
-    if not model.is_file():
-        found = sorted(directory.glob("*.tflite"))
-        if len(found) != 1:
-            raise ModelError(
-                f"{directory}: no model.tflite (or a single .tflite file) in this directory"
-            )
-        model = found[0]
-    # A Custom Vision export is an image model; any other folder is whatever its model is,
-    # which the classifier that loads it finds out.
-    kind = "image" if is_export_folder(directory) else "auto"
-    return ResolvedModel(directory.name, model, _labels_beside(model), kind, None, None)
-
-
-def resolve_request(spec: str, models_dir: Path, sha256: str | None = None) -> ResolvedModel:
-    """Resolve a model asked for over the network: only names, or paths inside ``models_dir``."""
-    if not isinstance(spec, str) or not spec or "\0" in spec:
-        raise ModelError("model request: empty or invalid model name")
-    if sha256 is not None and not _SHA_RE.fullmatch(str(sha256).lower()):
-        raise ModelError("model request: sha256 must be 64 hexadecimal digits")
-    models_dir = Path(models_dir)
-    root = models_dir.resolve()
-    catalogue = load_catalogue()
-    if spec in catalogue:
-        resolved = _resolve_installed(catalogue[spec], models_dir)
-    else:
-        path = Path(spec)
-        if not path.is_absolute():
-            path = models_dir / path
-        real = path.resolve()
-        if not real.is_relative_to(root):
-            raise ModelError(f"model request: {spec} is outside the models directory {models_dir}")
-        if not real.exists():
-            if _is_plain_name(spec) and not spec.endswith(".tflite"):
-                raise _unknown(spec, list(catalogue) + installed_names(models_dir))
-            raise ModelError(f"model request: {spec}: no such model under {models_dir}")
-        resolved = (
-            _resolve_file(real, catalogue) if real.is_file() else _resolve_dir(real, catalogue)
-        )
-    for part in (resolved.path, resolved.labels):
-        if part is not None and not part.resolve().is_relative_to(root):
-            raise ModelError(f"model request: {part} leads outside the models directory")
-    if sha256 is not None:
-        resolved = replace(resolved, sha256=check_sha256(resolved.path, sha256))
-    return resolved
-
-
-def check_sha256(path: Path, expected: str) -> str:
-    """The file's digest, or a ModelError when it is not the one asked for."""
-    got = file_sha256(path)
-    if got != expected.lower():
-        raise ModelError(f"{path}: sha256 mismatch: expected {expected.lower()} got {got}")
-    return got
 
 
 # ------------------------------------------------------------------------------ fetching
@@ -625,13 +464,24 @@ def _source_label(source: str | None) -> str:
     return str(Path(source).expanduser().resolve())
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def write_marker(directory: Path, marker: dict[str, Any]) -> None:
+    """Write ``installed.json`` whole or not at all (a crash reads as not installed)."""
+    tmp = directory / f".{INSTALLED_MARKER}.tmp"
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(marker, fh, indent=2)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, directory / INSTALLED_MARKER)
 
 
 def _install(
@@ -656,12 +506,6 @@ def _install(
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "files": records,
     }
-    tmp = dest / f".{INSTALLED_MARKER}.tmp"
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(marker, fh, indent=2)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, dest / INSTALLED_MARKER)
-    _fsync_dir(dest)
-    _fsync_dir(dest.parent)
+    write_marker(dest, marker)
+    fsync_dir(dest)
+    fsync_dir(dest.parent)

@@ -15,6 +15,8 @@ import pytest
 import yaml
 
 from edge import catalogue as cat
+from edge import resolve
+from edge.config import default_models_dir
 from edge.errors import ConfigError, ModelError
 from edge.labels import load_labels
 
@@ -182,11 +184,11 @@ def test_malformed_catalogue_names_the_key(tmp_catalogue) -> None:
 
 def test_default_models_dir_follows_environment(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv(cat.MODELS_DIR_ENV, str(tmp_path / "m"))
-    assert cat.default_models_dir() == tmp_path / "m"
+    assert default_models_dir() == tmp_path / "m"
     monkeypatch.delenv(cat.MODELS_DIR_ENV)
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert cat.default_models_dir() == tmp_path / ".local" / "share" / "edge" / "models"
+    assert default_models_dir() == tmp_path / ".local" / "share" / "edge" / "models"
 
 
 # ------------------------------------------------------------------------------ fetch
@@ -217,7 +219,7 @@ def test_fetch_from_mirror_directory_installs_verified_files(
             )
         ]
     )
-    resolved = cat.resolve_model(entry.name, models)
+    resolved = resolve.resolve_model(entry.name, models)
     assert resolved.path == path and resolved.kind == "stream"
     assert resolved.labels == models / entry.name / "kinetics600_label_map.txt"
     assert resolved.sha256 == entry.model_file.sha256 and resolved.entry == entry
@@ -237,7 +239,7 @@ def test_installed_model_is_skipped_and_a_changed_one_fetched_again(
         cat.fetch("mobilenet-v2-quant", models, str(empty_mirror), progress=False)
     assert path.stat().st_size == mobilenet.stat().st_size - 10  # old files untouched on failure
     cat.fetch("mobilenet-v2-quant", models, str(mirror), progress=False)
-    assert cat.resolve_request("mobilenet-v2-quant", models, _sha(mobilenet.read_bytes()))
+    assert resolve.resolve_request("mobilenet-v2-quant", models, _sha(mobilenet.read_bytes()))
 
 
 def test_fetch_over_http_from_a_mirror_url(cv_fruits, tmp_path, mirror_url) -> None:
@@ -303,7 +305,7 @@ def test_unknown_digest_is_recorded_on_first_use(tmp_path, odd_url, tmp_catalogu
     assert _sha(GOOD) in capsys.readouterr().err
     marker = cat.read_marker(models / "toy")
     assert marker and marker["sha256"] == _sha(GOOD)
-    resolved = cat.resolve_model("toy", models)
+    resolved = resolve.resolve_model("toy", models)
     assert resolved.sha256 == _sha(GOOD) and resolved.labels == models / "toy" / "labels.txt"
 
 
@@ -330,7 +332,7 @@ def test_unknown_name_suggests_close_matches(tmp_path) -> None:
     ):
         cat.fetch("movinet-a0-stream-in8", tmp_path, progress=False)
     with pytest.raises(ModelError, match="did you mean mobilenet-v2-quant"):
-        cat.resolve_model("mobilenet-v2-quan", tmp_path)
+        resolve.resolve_model("mobilenet-v2-quan", tmp_path)
 
 
 # ------------------------------------------------------------------------------ resolve_model
@@ -338,7 +340,7 @@ def test_unknown_name_suggests_close_matches(tmp_path) -> None:
 
 def test_resolve_not_installed_tells_how_to_fetch(tmp_path) -> None:
     with pytest.raises(ModelError) as err:
-        cat.resolve_model("movinet-a1-stream-int8", tmp_path)
+        resolve.resolve_model("movinet-a1-stream-int8", tmp_path)
     assert str(err.value) == (
         f"model movinet-a1-stream-int8 is not installed in {tmp_path}: "
         "run 'edge models fetch movinet-a1-stream-int8'"
@@ -348,31 +350,32 @@ def test_resolve_not_installed_tells_how_to_fetch(tmp_path) -> None:
 def test_resolve_paths_and_directories(
     a0, k600_labels, cv_fruits, berlin_int8, mobilenet, tmp_path
 ) -> None:
-    stream = cat.resolve_model(str(a0), tmp_path)
+    stream = resolve.resolve_model(str(a0), tmp_path)
     assert (stream.path, stream.labels, stream.kind, stream.entry) == (
         a0,
         k600_labels,
         "auto",
         None,
     )
-    image = cat.resolve_model(str(mobilenet), tmp_path)
+    image = resolve.resolve_model(str(mobilenet), tmp_path)
     assert image.labels == mobilenet.parent / "imagenet_labels.txt"
-    fruits = cat.resolve_model(str(cv_fruits), tmp_path)
+    fruits = resolve.resolve_model(str(cv_fruits), tmp_path)
     assert fruits.path == cv_fruits / "model.tflite"
     assert fruits.labels == cv_fruits / "labels.txt" and fruits.kind == "image"
-    cattle = cat.resolve_model(str(berlin_int8), tmp_path)
+    cattle = resolve.resolve_model(str(berlin_int8), tmp_path)
     assert cattle.labels == berlin_int8.parent / "label_map.txt"
     with pytest.raises(ModelError, match=r"single \.tflite"):
-        cat.resolve_model(str(berlin_int8.parent), tmp_path)  # two .tflite files, no model.tflite
+        # two .tflite files and no model.tflite
+        resolve.resolve_model(str(berlin_int8.parent), tmp_path)
     with pytest.raises(ModelError, match="no such model file"):
-        cat.resolve_model(str(tmp_path / "absent.tflite"), tmp_path)
+        resolve.resolve_model(str(tmp_path / "absent.tflite"), tmp_path)
 
 
 def test_installed_directory_resolves_through_its_marker(berlin_int8, mirror, tmp_path) -> None:
     models = tmp_path / "models"
     cat.fetch("movinet-custom-cattle-int8", models, str(mirror), progress=False)
-    by_dir = cat.resolve_model(str(models / "movinet-custom-cattle-int8"), tmp_path / "other")
-    by_file = cat.resolve_model(str(models / "movinet-custom-cattle-int8" / "a0_int8.tflite"))
+    by_dir = resolve.resolve_model(str(models / "movinet-custom-cattle-int8"), tmp_path / "other")
+    by_file = resolve.resolve_model(str(models / "movinet-custom-cattle-int8" / "a0_int8.tflite"))
     for resolved in (by_dir, by_file):
         assert resolved.name == "movinet-custom-cattle-int8" and resolved.kind == "stream"
         assert resolved.labels and resolved.labels.name == "label_map.txt"
@@ -389,10 +392,10 @@ def installed(mobilenet, a0, mirror, tmp_path) -> Path:
 
 
 def test_request_by_name_and_by_path_inside(mobilenet, installed) -> None:
-    by_name = cat.resolve_request("mobilenet-v2-quant", installed)
+    by_name = resolve.resolve_request("mobilenet-v2-quant", installed)
     assert by_name.kind == "image" and by_name.path.parent == installed / "mobilenet-v2-quant"
     rel = "mobilenet-v2-quant/mobilenet_v2_1.0_224_quant.tflite"
-    by_path = cat.resolve_request(rel, installed, _sha(mobilenet.read_bytes()).upper())
+    by_path = resolve.resolve_request(rel, installed, _sha(mobilenet.read_bytes()).upper())
     assert by_path.path.samefile(installed / rel)
     assert by_path.sha256 == _sha(mobilenet.read_bytes())
 
@@ -405,38 +408,38 @@ def test_request_refuses_paths_outside(a0, installed, spec) -> None:
     (installed.parent / "outside.tflite").write_bytes(a0.read_bytes())
     spec = str(a0) if spec == "A0" else spec
     with pytest.raises(ModelError, match="outside the models directory"):
-        cat.resolve_request(spec, installed)
+        resolve.resolve_request(spec, installed)
 
 
 def test_request_refuses_symlinks_pointing_out(a0, installed) -> None:
     (installed / "link.tflite").symlink_to(a0)
     with pytest.raises(ModelError, match="outside the models directory"):
-        cat.resolve_request("link.tflite", installed)
+        resolve.resolve_request("link.tflite", installed)
     inner = installed / "sneaky"
     inner.mkdir()
     (inner / "model.tflite").symlink_to(a0)
     with pytest.raises(ModelError, match="outside the models directory"):
-        cat.resolve_request("sneaky", installed)
+        resolve.resolve_request("sneaky", installed)
     (installed / "dirlink").symlink_to(a0.parent, target_is_directory=True)
     with pytest.raises(ModelError, match="outside the models directory"):
-        cat.resolve_request("dirlink/movinet_a0_stream_int8.tflite", installed)
+        resolve.resolve_request("dirlink/movinet_a0_stream_int8.tflite", installed)
 
 
 def test_request_sha256_must_match(mobilenet, installed) -> None:
     wrong = "ab" * 32
     with pytest.raises(ModelError) as err:
-        cat.resolve_request("mobilenet-v2-quant", installed, wrong)
+        resolve.resolve_request("mobilenet-v2-quant", installed, wrong)
     msg = str(err.value)
     assert f"sha256 mismatch: expected {wrong} got {_sha(mobilenet.read_bytes())}" in msg
     with pytest.raises(ModelError, match="64 hexadecimal"):
-        cat.resolve_request("mobilenet-v2-quant", installed, "123")
+        resolve.resolve_request("mobilenet-v2-quant", installed, "123")
 
 
 def test_request_unknown_or_missing(installed) -> None:
     with pytest.raises(ModelError, match="unknown model"):
-        cat.resolve_request("movinet-a9", installed)
+        resolve.resolve_request("movinet-a9", installed)
     with pytest.raises(ModelError, match="not installed"):
-        cat.resolve_request("movinet-a2-stream-int8", installed)
+        resolve.resolve_request("movinet-a2-stream-int8", installed)
     with pytest.raises(ModelError, match="no such model"):
-        cat.resolve_request("nothing/here.tflite", installed)
+        resolve.resolve_request("nothing/here.tflite", installed)
     assert not os.path.exists(installed / "nothing")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge import catalogue as cat
-from edge.config import Config, load_config, parse_config
+from edge.config import Config, default_models_dir, load_config, parse_config
 from edge.errors import ConfigError
 from tests.support.cli import assert_one_line_error, isolated_env, run_cli
 
@@ -36,7 +36,7 @@ def test_empty_file_gives_the_defaults(tmp_path, monkeypatch) -> None:
     assert cfg == Config()
     assert cfg.model.name == cat.DEFAULT_STREAM_MODEL
     # The daemon and `edge models` agree on where models live unless config says otherwise.
-    assert cfg.resolved_models_dir == cat.default_models_dir() == tmp_path / "models"
+    assert cfg.resolved_models_dir == default_models_dir() == tmp_path / "models"
 
 
 def test_unknown_keys_are_named_with_their_path() -> None:

@@ -12,12 +12,13 @@ import pytest
 
 from edge.classifiers.customvision import (
     ExportPreprocess,
-    import_export,
     preprocess_from_metadata,
     read_export,
 )
-from edge.classifiers.image import load_image_classifier, read_image
+from edge.classifiers.image import read_image
 from edge.errors import ModelError
+from edge.exports import import_export
+from edge.loader import load_image
 from edge.runtime import file_sha256
 from tests.support.assets import DATA
 
@@ -108,25 +109,25 @@ def test_metadata_ranges() -> None:
 
 
 def test_metadata_channel_order_is_applied_and_config_overrides_it(export_dir: Path) -> None:
-    baseline = load_image_classifier(export_dir)
+    baseline = load_image(export_dir)
     assert _label(baseline) == "Apple"
     # An export that declared RGB would be fed RGB, and this model then misreads the apple.
     _metadata(
         export_dir,
         **{"Image.BitmapPixelFormat": "Rgb8", "Image.NominalPixelRange": "NominalRange_0_255"},
     )
-    declared = load_image_classifier(export_dir)
+    declared = load_image(export_dir)
     assert declared.input_spec.channel_order == "RGB"
     assert _label(declared) != "Apple"
-    overridden = load_image_classifier(export_dir, channel_order="BGR")
+    overridden = load_image(export_dir, channel_order="BGR")
     assert overridden.input_spec.channel_order == "BGR"
     assert _label(overridden) == "Apple"
 
 
 def test_value_range_override_beats_metadata(export_dir: Path) -> None:
     _metadata(export_dir, **{"Image.NominalPixelRange": "Normalized_0_1"})
-    assert load_image_classifier(export_dir).input_spec.value_range == (0.0, 1.0)
-    clf = load_image_classifier(export_dir, value_range=(0.0, 255.0))
+    assert load_image(export_dir).input_spec.value_range == (0.0, 1.0)
+    clf = load_image(export_dir, value_range=(0.0, 255.0))
     assert clf.input_spec.value_range == (0.0, 255.0)
     assert _label(clf) == "Apple"
 
@@ -167,7 +168,7 @@ def test_plain_model_folder_is_fed_like_any_tflite_model(
     shutil.copyfile(mobilenet, folder / mobilenet.name)
     shutil.copyfile(mobilenet_labels, folder / mobilenet_labels.name)
     assert not read_export(folder).is_custom_vision
-    clf = load_image_classifier(folder)
+    clf = load_image(folder)
     assert clf.input_spec.channel_order == "RGB" and clf.input_spec.raw_pixels
     assert clf.classify(read_image(images / "fox.jpeg")).top[0].label.startswith("red fox")
 
@@ -175,7 +176,7 @@ def test_plain_model_folder_is_fed_like_any_tflite_model(
 def test_export_folder_without_model(export_dir: Path) -> None:
     (export_dir / "model.tflite").unlink()
     with pytest.raises(ModelError, match="no model"):
-        load_image_classifier(export_dir)
+        load_image(export_dir)
 
 
 # ------------------------------------------------------------------------------ zips
@@ -185,10 +186,10 @@ def test_downloaded_zip_loads_directly(cv_fruits, export_dir: Path, tmp_path: Pa
     flat = _zip(export_dir, tmp_path / "Fruits.TensorFlowLite.zip")
     nested = _zip(export_dir, tmp_path / "nested.zip", prefix="export/")
     for z in (flat, nested):
-        clf = load_image_classifier(z)
+        clf = load_image(z)
         assert clf.sha256 == file_sha256(cv_fruits / "model.tflite")
         assert _label(clf) == "Apple"
-    assert load_image_classifier(flat).name == "Fruits.TensorFlowLite"
+    assert load_image(flat).name == "Fruits.TensorFlowLite"
 
 
 def _assert_nothing_installed(models_dir: Path) -> None:
@@ -208,7 +209,7 @@ def test_zip_with_escaping_paths_is_refused(export_dir: Path, tmp_path: Path, ev
     assert not (tmp_path / "escaped.txt").exists()
     assert not Path("/tmp/edge-absolute-escape.txt").exists()
     with pytest.raises(ModelError, match="refusing zip entry"):
-        load_image_classifier(bad)
+        load_image(bad)
 
 
 def test_zip_with_symlink_entry_is_refused(export_dir: Path, tmp_path: Path) -> None:
@@ -239,7 +240,7 @@ def test_not_a_zip_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="not a zip"):
         import_export(fake, tmp_path / "models")
     with pytest.raises(ModelError, match="not a readable zip"):
-        load_image_classifier(fake)
+        load_image(fake)
 
 
 # ------------------------------------------------------------------------------ importing
@@ -258,18 +259,18 @@ def test_import_zip_installs_a_loadable_named_model(
     assert marker["sha256"] == file_sha256(cv_fruits / "model.tflite")
     # No staging folders left behind.
     assert [p.name for p in models_dir.iterdir()] == ["My-Fruits"]
-    clf = load_image_classifier(installed)
+    clf = load_image(installed)
     assert _label(clf) == "Apple"
 
 
 def test_imported_model_resolves_by_name_in_the_catalogue(
     cv_fruits, export_dir: Path, tmp_path: Path
 ) -> None:
-    from edge import catalogue
+    from edge import catalogue, resolve
 
     models_dir = tmp_path / "models"
     import_export(export_dir, models_dir, name="fruit-screen")
-    resolved = catalogue.resolve_model("fruit-screen", models_dir)
+    resolved = resolve.resolve_model("fruit-screen", models_dir)
     assert resolved.kind == "image"
     assert resolved.path == models_dir / "fruit-screen" / "model.tflite"
     assert resolved.sha256 == file_sha256(cv_fruits / "model.tflite")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.classifiers.image import ImageClassifier, load_image_classifier, read_image
+from edge.classifiers.image import ImageClassifier, read_image
 from edge.errors import ModelError, SourceError
 from edge.labels import load_labels
+from edge.loader import load_image
 from edge.preprocess import Preprocessor
 from edge.runtime import open_interpreter
 from tests.support.assets import DATA
@@ -22,12 +23,12 @@ APPLE, BANANA, ORANGE, FOX = (
 
 @pytest.fixture(scope="module")
 def fruits(cv_fruits) -> ImageClassifier:
-    return load_image_classifier(cv_fruits)
+    return load_image(cv_fruits)
 
 
 @pytest.fixture(scope="module")
 def mobilenet_clf(mobilenet, mobilenet_labels) -> ImageClassifier:
-    return load_image_classifier(mobilenet, labels=mobilenet_labels)
+    return load_image(mobilenet, labels=mobilenet_labels)
 
 
 # ------------------------------------------------------------------------------ Custom Vision
@@ -74,7 +75,7 @@ def test_custom_vision_export_is_fed_bgr_0_255(fruits: ImageClassifier) -> None:
 def test_feeding_the_other_channel_order_changes_the_answer(
     cv_fruits, fruits: ImageClassifier
 ) -> None:
-    swapped = load_image_classifier(cv_fruits, channel_order="RGB")
+    swapped = load_image(cv_fruits, channel_order="RGB")
     assert swapped.input_spec.channel_order == "RGB"
     changed = 0
     for path, fruit in ((APPLE, "Apple"), (BANANA, "Banana"), (ORANGE, "Orange")):
@@ -87,11 +88,11 @@ def test_feeding_the_other_channel_order_changes_the_answer(
 
 def test_threshold_is_per_model(cv_fruits, fruits: ImageClassifier) -> None:
     score = fruits.classify(read_image(APPLE)).top[0].score
-    strict = load_image_classifier(cv_fruits, threshold=(score + 1.0) / 2)
+    strict = load_image(cv_fruits, threshold=(score + 1.0) / 2)
     pred = strict.classify(read_image(APPLE))
     assert pred.top[0].label == "Apple"  # the score is still reported...
     assert pred.extra["label"] is None  # ...but it does not reach this model's threshold
-    lenient = load_image_classifier(cv_fruits, threshold=0.0)
+    lenient = load_image(cv_fruits, threshold=0.0)
     assert lenient.classify(read_image(FOX)).extra["label"] is not None
 
 
@@ -133,7 +134,7 @@ def test_uint8_input_takes_raw_pixels_and_quantises_a_declared_range(
     assert mobilenet_clf.input_spec.channel_order == "RGB"
     # Declaring the float range (-1, 1) quantises with the input's scale 1/128 and zero
     # point 128, which lands on the same integers as the raw pixels.
-    ranged = load_image_classifier(mobilenet, labels=mobilenet_labels, value_range=(-1.0, 1.0))
+    ranged = load_image(mobilenet, labels=mobilenet_labels, value_range=(-1.0, 1.0))
     assert not ranged.input_spec.raw_pixels
     assert ranged.input_spec.zero_point == 128
     image = read_image(FOX)
@@ -145,7 +146,7 @@ def test_uint8_input_takes_raw_pixels_and_quantises_a_declared_range(
 def test_threshold_makes_mobilenet_say_none(
     mobilenet, mobilenet_labels, mobilenet_clf: ImageClassifier
 ) -> None:
-    strict = load_image_classifier(mobilenet, labels=mobilenet_labels, threshold=0.95)
+    strict = load_image(mobilenet, labels=mobilenet_labels, threshold=0.95)
     pred = strict.classify(read_image(FOX))
     assert pred.top[0].score < 0.95
     assert pred.extra["label"] is None
@@ -164,7 +165,7 @@ def test_label_file_that_does_not_match_the_outputs(cv_fruits, tmp_path) -> None
     labels = tmp_path / "labels.txt"
     labels.write_text("\n".join(load_labels(cv_fruits / "labels.txt")[:6]) + "\n")
     with pytest.raises(ModelError) as err:
-        load_image_classifier(cv_fruits / "model.tflite", labels=labels)
+        load_image(cv_fruits / "model.tflite", labels=labels)
     msg = str(err.value)
     assert str(labels) in msg and "6 labels" in msg and "7 outputs" in msg
     assert "\n" not in msg
@@ -174,21 +175,21 @@ def test_bare_model_without_labels_is_refused(mobilenet, tmp_path) -> None:
     model = tmp_path / "m.tflite"
     model.write_bytes(mobilenet.read_bytes())
     with pytest.raises(ModelError, match="no label file"):
-        load_image_classifier(model)
+        load_image(model)
 
 
 def test_a_video_model_is_not_an_image_classifier(a0) -> None:
     with pytest.raises(ModelError, match="inputs"):
-        load_image_classifier(a0, labels=a0.parent / "kinetics600_label_map.txt")
+        load_image(a0, labels=a0.parent / "kinetics600_label_map.txt")
 
 
 def test_missing_and_non_tflite_models(tmp_path) -> None:
     with pytest.raises(ModelError, match="not found"):
-        load_image_classifier(tmp_path / "nope.tflite")
+        load_image(tmp_path / "nope.tflite")
     fake = tmp_path / "fake.tflite"
     fake.write_bytes(b"not a flatbuffer at all")
     with pytest.raises(ModelError, match="TFL3"):
-        load_image_classifier(fake, labels=tmp_path / "x.txt")
+        load_image(fake, labels=tmp_path / "x.txt")
 
 
 def test_read_image_errors_name_the_file(tmp_path) -> None:

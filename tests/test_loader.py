@@ -5,7 +5,7 @@ from __future__ import annotations
 import zipfile
 
 from edge.config import ModelConfig
-from edge.loader import load_for_mode
+from edge.loader import load_still_model
 
 
 def test_a_zipped_export_keeps_its_own_labels_whatever_lies_beside_it(
@@ -16,10 +16,10 @@ def test_a_zipped_export_keeps_its_own_labels_whatever_lies_beside_it(
         for f in cv_fruits.iterdir():
             zf.write(f, f.name)
     (tmp_path / "labels.txt").write_bytes(mobilenet_labels.read_bytes())  # unrelated, 1001 lines
-    clf = load_for_mode(ModelConfig(path=str(archive)), "still", tmp_path / "models")
+    clf = load_still_model(ModelConfig(path=str(archive)), tmp_path / "models")
     assert clf.labels == (cv_fruits / "labels.txt").read_text().split()
 
 
 def test_an_export_folder_is_an_image_model_with_its_labels(cv_fruits, tmp_path):
-    clf = load_for_mode(ModelConfig(path=str(cv_fruits)), "still", tmp_path / "models")
+    clf = load_still_model(ModelConfig(path=str(cv_fruits)), tmp_path / "models")
     assert len(clf.labels) == 7 and clf.labels[0] == "Apple"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge import catalogue as cat
+from edge import resolve
 from tests.support.cli import assert_one_line_error, isolated_env, run_cli
 
 IN_MIRROR = {
@@ -191,7 +192,7 @@ def test_import_custom_vision_folder(cv_fruits, tmp_path, env) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert _list(models, env)["fruits"]["installed"] is True
-    resolved = cat.resolve_model("fruits", models)
+    resolved = resolve.resolve_model("fruits", models)
     assert resolved.kind == "image" and resolved.labels is not None
     assert resolved.path.read_bytes() == (cv_fruits / "model.tflite").read_bytes()
 

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from edge.classifiers.image import ImageClassifier, load_image_classifier, read_image
+from edge.classifiers.image import ImageClassifier, read_image
 from edge.config import StillConfig
 from edge.errors import SourceError
 from edge.history import HISTORY_FILENAME, History
+from edge.loader import load_image
 from edge.sources.watch import FolderWatcher
 from edge.still import StillStation
 from tests.support.assets import DATA
@@ -29,8 +30,8 @@ BANANA, FOX, APPLE = (
 @pytest.fixture(scope="module")
 def models(mobilenet, mobilenet_labels, cv_fruits) -> list[ImageClassifier]:
     return [
-        load_image_classifier(cv_fruits, name="fruits"),
-        load_image_classifier(mobilenet, labels=mobilenet_labels, name="imagenet"),
+        load_image(cv_fruits, name="fruits"),
+        load_image(mobilenet, labels=mobilenet_labels, name="imagenet"),
     ]
 
 

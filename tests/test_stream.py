@@ -81,7 +81,8 @@ def test_state_is_carried_by_tensor_index_and_pass_through_states_are_left_alone
     assert len(sig.states) == 43
     # 30 of the official export's state outputs are its input tensors: only 13 move.
     assert len(sig.changing) == 13
-    assert {s[0] for s in sig.changing} >= {"state_head_pool_buffer"}
+    assert {s.name for s in sig.changing} >= {"state_head_pool_buffer"}
+    assert all(s.in_index != s.out_index for s in sig.changing)
     assert a0_clf.input_size == (172, 172)
     assert len(a0_clf.sha256) == 64
 
@@ -216,9 +217,9 @@ def test_horizon_bounds_the_head_pool_count(a0, k600_labels):
     clf = StreamClassifier(a0, labels_path=k600_labels, threads=1, horizon_s=2.0, fps=5.0)
     frames = model_frames(CARVING)
     counts = []
-    head = next(s for s in clf.signature.states if s[0] == "state_head_pool_frame_count")
+    head = next(s for s in clf.signature.states if s.name == "state_head_pool_frame_count")
     for f in frames:
         clf.step(f)
-        counts.append(int(clf.interpreter.get_tensor(head[1])[0]))
+        counts.append(int(clf.interpreter.get_tensor(head.in_index)[0]))
     assert max(counts) <= clf.horizon_steps
     assert min(counts[clf.horizon_steps :]) >= clf.horizon_steps // 2

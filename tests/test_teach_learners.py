@@ -5,25 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.classifiers.image import load_image_classifier, read_image
+from edge.classifiers.image import read_image
+from edge.loader import load_image
 from edge.teach.embedders import ImageEmbedder
 from edge.teach.evaluate import evaluate, training_curve
 from edge.teach.learners import DEFAULT_THRESHOLD, calibrate, scores
 from edge.teach.store import Examples
 from edge.teach.taught import TaughtClasses
-from tests.conftest import DATA, IMAGES, MOBILENET, MOBILENET_LABELS, require
 
-HANDS = DATA / "hands"
 CLASSES = ("paper", "rock", "scissors")
 
 
 @pytest.fixture(scope="module")
-def hands():
-    require(MOBILENET, HANDS / "train", HANDS / "test", IMAGES / "fox.jpeg")
-    embedder = ImageEmbedder(load_image_classifier(MOBILENET, labels=MOBILENET_LABELS))
+def embedded_hands(mobilenet, hands, images, mobilenet_labels):
+    embedder = ImageEmbedder(load_image(mobilenet, labels=mobilenet_labels))
     labels, embs, views = [], [], []
     for c in CLASSES:
-        for f in sorted((HANDS / "train" / c).iterdir()):
+        for f in sorted((hands / "train" / c).iterdir()):
             s = embedder.sample(read_image(f), f.name)
             labels.append(c)
             embs.append(s.embedding)
@@ -31,15 +29,15 @@ def hands():
     taught = Examples(labels, np.vstack(embs), views)
     truth, test = [], []
     for c in CLASSES:
-        for f in sorted((HANDS / "test" / c).iterdir()):
+        for f in sorted((hands / "test" / c).iterdir()):
             truth.append(c)
             test.append(embedder.embedding_of(f))
-    fox = embedder.embedding_of(IMAGES / "fox.jpeg")
+    fox = embedder.embedding_of(images / "fox.jpeg")
     return taught, truth, test, fox
 
 
-def test_nearest_class_mean_reaches_the_published_figure_on_the_test_split(hands):
-    taught, truth, test, _ = hands
+def test_nearest_class_mean_reaches_the_published_figure_on_the_test_split(embedded_hands):
+    taught, truth, test, _ = embedded_hands
     result = evaluate(TaughtClasses(taught), truth, test)
     assert result["n"] == 15
     assert result["accuracy"] >= 0.8  # logistic regression on SqueezeNet features: 80%
@@ -48,8 +46,8 @@ def test_nearest_class_mean_reaches_the_published_figure_on_the_test_split(hands
 
 
 @pytest.mark.parametrize("learner", ["ncm", "knn", "linear"])
-def test_every_learner_recognises_the_gestures_and_refuses_a_fox(hands, learner):
-    taught, truth, test, fox = hands
+def test_every_learner_recognises_the_gestures_and_refuses_a_fox(embedded_hands, learner):
+    taught, truth, test, fox = embedded_hands
     model = TaughtClasses(taught, learner=learner)
     assert model.calibration.source == "leave-one-out"
     result = evaluate(model, truth, test)
@@ -75,14 +73,14 @@ def test_threshold_needs_two_examples_of_a_class_to_calibrate():
     assert (cal.threshold, cal.source) == (DEFAULT_THRESHOLD, "default")
 
 
-def test_a_threshold_from_config_wins_and_says_so(hands):
-    taught, *_ = hands
+def test_a_threshold_from_config_wins_and_says_so(embedded_hands):
+    taught, *_ = embedded_hands
     model = TaughtClasses(taught, threshold=0.95)
     assert model.describe()["threshold_source"] == "config" and model.threshold == 0.95
 
 
-def test_linear_head_reports_loss_and_validation_accuracy_every_epoch(hands):
-    taught, *_ = hands
+def test_linear_head_reports_loss_and_validation_accuracy_every_epoch(embedded_hands):
+    taught, *_ = embedded_hands
     curve = training_curve(taught)
     assert len(curve) == 100
     assert curve[-1]["loss"] < curve[0]["loss"] / 5

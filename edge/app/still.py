@@ -18,7 +18,7 @@ from edge.app.pipeline import LastFrame, Mode, ModelInfo, Parts, PipelineStats, 
 from edge.app.teaching import make_teacher
 from edge.errors import EdgeError, SourceError
 from edge.history import History
-from edge.loader import load_for_mode
+from edge.loader import load_still_model
 from edge.still import StillStation
 
 if TYPE_CHECKING:
@@ -240,4 +240,4 @@ def make_source(cfg: Config, cancel: threading.Event) -> Source:
 
 def load_images(cfg: Config, *, request: bool = False) -> list[ImageClassifier]:
     models_dir = cfg.resolved_models_dir
-    return [load_for_mode(m, "still", models_dir, request=request) for m in cfg.still_model_list]
+    return [load_still_model(m, models_dir, request=request) for m in cfg.still_model_list]

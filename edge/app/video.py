@@ -13,7 +13,7 @@ from edge.app.pipeline import LastFrame, Mode, ModelInfo, Parts, PipelineStats, 
 from edge.app.teaching import make_teacher
 from edge.errors import EdgeError
 from edge.frame import Frame
-from edge.loader import load_for_mode
+from edge.loader import load_video_model
 from edge.smoothing import Smoother
 from edge.stats import RateMeter, Window
 
@@ -188,10 +188,7 @@ class VideoPipeline:
 
 
 def load_stream(cfg: Config, *, request: bool = False) -> StreamClassifier:
-    classifier: StreamClassifier = load_for_mode(
-        cfg.model, "video", cfg.resolved_models_dir, request=request
-    )
-    return classifier
+    return load_video_model(cfg.model, cfg.resolved_models_dir, request=request)
 
 
 def probe(classifier: StreamClassifier) -> None:

@@ -1,8 +1,11 @@
-"""Result types shared by every classifier, and the numeric helpers that build them."""
+"""What every classifier is (the ``Classifier`` protocol), the result types they share, and
+the numeric helpers that build them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -46,3 +49,18 @@ def top_k(scores: np.ndarray, labels: list[str], k: int) -> tuple[Scored, ...]:
     idx = np.argpartition(-scores, k - 1)[:k]
     idx = idx[np.argsort(-scores[idx], kind="stable")]
     return tuple(Scored(labels[i], float(scores[i])) for i in idx)
+
+
+class Classifier(Protocol):
+    """A loaded model, as whoever reports on it sees it (daemon, CLI, MQTT model info).
+
+    How it is run differs per kind (``StreamClassifier.step``, ``ImageClassifier.classify``);
+    what it is does not.
+    """
+
+    kind: str  # "stream" or "image"
+    name: str
+    path: Path  # the model file
+    sha256: str  # of the model file that runs
+    labels: list[str]
+    labels_path: Path | None  # where the labels came from; None: class numbers

@@ -1,4 +1,4 @@
-"""Azure Custom Vision TensorFlow Lite exports: reading one, and installing one into models_dir.
+"""Azure Custom Vision TensorFlow Lite exports: reading one (folder or zip), and how to feed it.
 
 An export is a folder (or the ``.zip`` the portal downloads) holding ``model.tflite``,
 ``labels.txt``, ``cvexport.manifest`` and, in newer exports, ``metadata_properties.json``.
@@ -21,12 +21,9 @@ if such an export answers badly, set ``value_range: [0, 255]`` on the model.)
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
-import os
 import re
-import shutil
 import stat
 import tempfile
 import zipfile
@@ -35,7 +32,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from edge.errors import ModelError
-from edge.runtime import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +98,10 @@ class CustomVisionExport:
 # ------------------------------------------------------------------------------ reading
 
 
-def is_export_dir(path: Path) -> bool:
-    """A folder that looks like an export: a manifest, or a model.tflite with labels beside it."""
-    path = Path(path)
-    return path.is_dir() and (
-        (path / MANIFEST_NAME).is_file()
-        or ((path / DEFAULT_MODEL_NAME).is_file() and (path / DEFAULT_LABELS_NAME).is_file())
-    )
+def is_export(folder: Path) -> bool:
+    """A Custom Vision export carries a manifest or a metadata file; a folder with only a
+    model and labels is a plain model, fed like any other."""
+    return (folder / MANIFEST_NAME).is_file() or (folder / METADATA_NAME).is_file()
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -376,117 +369,3 @@ def unpack_to_temp(zip_path: Path) -> tuple[tempfile.TemporaryDirectory[str], Pa
         tmp.cleanup()
         raise
     return tmp, root
-
-
-# ------------------------------------------------------------------------------ installing
-
-
-def _install_name(src: Path, name: str | None) -> str:
-    raw = name if name is not None else (src.stem if src.suffix.lower() == ".zip" else src.name)
-    clean = _NAME_RE.sub("-", raw).strip("-.")
-    if not clean:
-        raise ModelError(f"{src}: cannot make a model name from {raw!r}; give a name")
-    return clean[:64]
-
-
-def import_export(
-    src: str | Path,
-    models_dir: str | Path,
-    name: str | None = None,
-    *,
-    replace: bool = False,
-) -> Path:
-    """Install an export (folder or zip) as ``models_dir/<name>/`` and return that folder.
-
-    The files are staged in a temporary folder inside ``models_dir``, loaded once to prove
-    they work, then renamed into place, so a failed import leaves nothing behind and a
-    running daemon never sees half a model.
-    """
-    src, models_dir = Path(src).expanduser(), Path(models_dir).expanduser()
-    if not src.exists():
-        raise ModelError(f"{src}: no such file or folder")
-    is_zip = src.is_file() and zipfile.is_zipfile(src)
-    if src.is_file() and not is_zip:
-        raise ModelError(f"{src}: not a zip file or an export folder")
-    name = _install_name(src, name)
-    final = models_dir / name
-    if final.exists() and not replace:
-        raise ModelError(f"{final}: already exists; remove it or import under another name")
-    try:
-        models_dir.mkdir(parents=True, exist_ok=True)
-        stage_root = Path(tempfile.mkdtemp(prefix=f".import-{name}-", dir=models_dir))
-    except OSError as exc:
-        raise ModelError(f"{models_dir}: cannot write models here: {exc.strerror}") from None
-    staged = stage_root / name
-    unpacked = stage_root / "unpacked"
-    shown = {staged: src, unpacked: src}
-    try:
-        root = safe_extract(src, unpacked) if is_zip else src
-        shown[root] = src
-        with renamed_errors(shown):
-            export = read_export(root)
-        staged.mkdir()
-        records = []
-        for role, path in export.files():
-            target = staged / path.name
-            shutil.copyfile(path, target)
-            records.append(
-                {
-                    "role": role,
-                    "filename": path.name,
-                    "sha256": file_sha256(target),
-                    "size": target.stat().st_size,
-                    "mtime_ns": target.stat().st_mtime_ns,
-                }
-            )
-        from edge.classifiers.image import load_image_classifier
-
-        with renamed_errors(shown):
-            load_image_classifier(staged, name=name)  # raises ModelError if it does not load
-        _write_marker(staged, name, records, src)
-        if final.exists():
-            os.rename(final, stage_root / "replaced")
-        os.rename(staged, final)
-        _fsync_dir(models_dir)
-    except OSError as exc:
-        raise ModelError(
-            f"{src}: cannot install into {models_dir}: {exc.strerror or exc}"
-        ) from None
-    finally:
-        shutil.rmtree(stage_root, ignore_errors=True)
-    log.info("imported %s as %s", src, final)
-    return final
-
-
-def _write_marker(directory: Path, name: str, records: list[dict[str, Any]], src: Path) -> None:
-    """The catalogue's install marker, so the model is listed and resolvable by name."""
-    from edge.catalogue import INSTALLED_MARKER
-
-    model = next(r for r in records if r["role"] == "model")
-    marker = {
-        "name": name,
-        "kind": "image",
-        "sha256": model["sha256"],
-        "source": str(src.resolve()),
-        "imported_from": "customvision",
-        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "files": records,
-    }
-    with (directory / INSTALLED_MARKER).open("w", encoding="utf-8") as fh:
-        json.dump(marker, fh, indent=2)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

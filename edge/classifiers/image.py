@@ -1,4 +1,5 @@
-"""Still-image TFLite classifiers: generic models and Azure Custom Vision exports.
+"""Still-image TFLite classifiers: generic models and Azure Custom Vision exports, and reading
+the photos they classify.
 
 One class covers float and 8-bit quantised models. The input is quantised and the output
 dequantised with the tensors' own scale and zero point; how the output must be read
@@ -19,17 +20,11 @@ import cv2
 import numpy as np
 
 from edge.classifiers.base import Prediction, Scored, softmax, top_k
-from edge.classifiers.customvision import (
-    ExportPreprocess,
-    is_export_dir,
-    read_export,
-    renamed_errors,
-    unpack_to_temp,
-)
+from edge.classifiers.customvision import ExportPreprocess
 from edge.errors import ModelError, SourceError
-from edge.labels import check_label_count, load_labels
+from edge.labels import check_label_count
 from edge.preprocess import InputSpec, Preprocessor
-from edge.runtime import check_tflite_file, file_sha256, open_interpreter
+from edge.runtime import file_sha256, open_interpreter
 
 if TYPE_CHECKING:
     from edge.teach.embedding import EmbeddingTensor
@@ -117,6 +112,7 @@ class ImageClassifier:
         *,
         labels_where: str | Path = "labels",
         name: str | None = None,
+        sha256: str | None = None,
         threads: int = 2,
         top_k: int = 5,
         threshold: float | None = None,
@@ -128,7 +124,8 @@ class ImageClassifier:
         model_path = Path(model_path)
         self.path = model_path
         self.name = name or model_path.stem
-        self.sha256 = file_sha256(model_path)
+        self.sha256 = sha256 or file_sha256(model_path)
+        self.labels_path: Path | None = Path(labels_where)
         self.top_k = top_k
         self._keepalive = keepalive  # e.g. the temporary folder an export zip was unpacked into
         self._lock = threading.Lock()
@@ -303,97 +300,3 @@ def _guess_activation(scores: np.ndarray) -> str:
     if scores.size and scores.min() >= 0.0 and scores.max() <= 1.0:
         return "softmax" if abs(float(scores.sum()) - 1.0) < 0.02 else "sigmoid"
     return "logits"
-
-
-def load_image_classifier(
-    spec: str | Path,
-    *,
-    labels: str | Path | None = None,
-    threads: int = 2,
-    top_k: int = 5,
-    threshold: float | None = None,
-    channel_order: str | None = None,
-    value_range: tuple[float, float] | None = None,
-    name: str | None = None,
-) -> ImageClassifier:
-    """Load a ``.tflite`` file, a Custom Vision export folder, or the export's ``.zip``."""
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise ModelError(f"{path}: model not found")
-    keepalive = None
-    shown: dict[Path, Path] = {}
-    if path.is_file() and path.suffix.lower() == ".zip":
-        keepalive, root = unpack_to_temp(path)
-        shown = {root: path, Path(keepalive.name): path}
-        default_name = path.stem
-    elif path.is_dir():
-        root = path
-        default_name = path.name
-    else:
-        root = None
-        default_name = path.stem
-    try:
-        with renamed_errors(shown):
-            return _load(
-                path,
-                root,
-                labels,
-                threads=threads,
-                top_k=top_k,
-                threshold=threshold,
-                channel_order=channel_order,
-                value_range=value_range,
-                name=name or default_name,
-                keepalive=keepalive,
-            )
-    except BaseException:
-        if keepalive is not None:
-            keepalive.cleanup()
-        raise
-
-
-def _load(
-    path: Path,
-    root: Path | None,
-    labels: str | Path | None,
-    *,
-    threads: int,
-    top_k: int,
-    threshold: float | None,
-    channel_order: str | None,
-    value_range: tuple[float, float] | None,
-    name: str,
-    keepalive: object,
-) -> ImageClassifier:
-    if root is not None:
-        if not is_export_dir(root) and not list(root.glob("*.tflite")):
-            raise ModelError(f"{path}: no model (.tflite) in this folder")
-        export = read_export(root, channel_order=channel_order, value_range=value_range)
-        labels_path = Path(labels) if labels is not None else export.labels_path
-        model_path = export.model_path
-        pre = export.preprocess if export.is_custom_vision else None
-        if pre is not None:
-            log.debug("%s: input %s as declared by %s", path, pre, pre.declared_by)
-    else:
-        check_tflite_file(path)
-        model_path, pre = path, None
-        if labels is None:
-            beside = path.parent / "labels.txt"
-            if not beside.is_file():
-                raise ModelError(f"{path}: no label file given and no labels.txt beside the model")
-            labels_path = beside
-        else:
-            labels_path = Path(labels)
-    return ImageClassifier(
-        model_path,
-        load_labels(labels_path),
-        labels_where=labels_path,
-        name=name,
-        threads=threads,
-        top_k=top_k,
-        threshold=threshold,
-        preprocess=pre,
-        channel_order=channel_order,
-        value_range=value_range,
-        keepalive=keepalive,
-    )

@@ -24,7 +24,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -57,6 +57,17 @@ class _Pool:
     stage: np.ndarray  # the tensor's dtype, what set_tensor copies from
 
 
+class StateTensor(NamedTuple):
+    """One state the model reads at each step and writes for the next."""
+
+    name: str
+    in_index: int
+    out_index: int  # the same as in_index when the export passes the state through
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    zero_point: int  # what "empty" is for a quantised state; 0 for float ones
+
+
 @dataclass(frozen=True, slots=True)
 class StreamSignature:
     """What was learnt about an export at load time."""
@@ -68,12 +79,12 @@ class StreamSignature:
     image_quant: tuple[float, int]
     logits_index: int
     num_classes: int
-    # (name, input index, output index, dtype, shape, zero point)
-    states: tuple[tuple[str, int, int, np.dtype, tuple[int, ...], int], ...] = field(default=())
+    states: tuple[StateTensor, ...] = field(default=())
 
     @property
-    def changing(self) -> tuple[tuple[str, int, int, np.dtype, tuple[int, ...], int], ...]:
-        return tuple(s for s in self.states if s[1] != s[2])
+    def changing(self) -> tuple[StateTensor, ...]:
+        """The states the model rewrites: only these are copied from output to input."""
+        return tuple(s for s in self.states if s.in_index != s.out_index)
 
 
 def inspect_signature(interpreter: Any, where: str | Path) -> StreamSignature:
@@ -117,13 +128,13 @@ def inspect_signature(interpreter: Any, where: str | Path) -> StreamSignature:
                 )
             scale, zp = d["quantization"]
             states.append(
-                (
-                    name,
-                    int(d["index"]),
-                    int(out["index"]),
-                    np.dtype(d["dtype"]),
-                    tuple(int(x) for x in d["shape"]),
-                    int(zp) if scale else 0,
+                StateTensor(
+                    name=name,
+                    in_index=int(d["index"]),
+                    out_index=int(out["index"]),
+                    dtype=np.dtype(d["dtype"]),
+                    shape=tuple(int(x) for x in d["shape"]),
+                    zero_point=int(zp) if scale else 0,
                 )
             )
         rest = [n for n in outputs if n not in inputs]
@@ -161,6 +172,8 @@ class StreamClassifier:
     the model's part (invoke, state carry, softmax), not preprocessing.
     """
 
+    kind = "stream"
+
     def __init__(
         self,
         model_path: str | Path,
@@ -174,6 +187,7 @@ class StreamClassifier:
         reset_gap_s: float = 2.0,
         name: str | None = None,
         resize: str = RESIZE,
+        sha256: str | None = None,
     ) -> None:
         if not fps > 0:
             raise ModelError(f"model rate must be positive, not {fps}")
@@ -183,7 +197,8 @@ class StreamClassifier:
         self._interp = open_interpreter(self.path, threads)
         self.signature = sig = inspect_signature(self._interp, self.path)
         self.name = name or self.path.stem
-        self.sha256 = file_sha256(self.path)
+        self.sha256 = sha256 or file_sha256(self.path)
+        self.labels_path = Path(labels_path) if labels_path is not None else None
         if labels is None and labels_path is not None:
             labels = load_labels(labels_path)
             where = str(labels_path)
@@ -222,24 +237,28 @@ class StreamClassifier:
         self._set = interp.set_tensor
         self._image_fn = interp.tensor(sig.image_index)
         self._logits_fn = interp.tensor(sig.logits_index)
-        self._all_states = [(interp.tensor(s[1]), s[5]) for s in sig.states]
+        self._all_states = [(interp.tensor(s.in_index), s.zero_point) for s in sig.states]
         pool_names = self._pool_names(sig) if self.horizon_steps else set()
-        self._carry = [(s[1], interp.tensor(s[2])) for s in sig.changing if s[0] not in pool_names]
+        self._carry = [
+            (s.in_index, interp.tensor(s.out_index))
+            for s in sig.changing
+            if s.name not in pool_names
+        ]
         self._pools: list[_Pool] = []
-        for name_, in_idx, out_idx, dtype, shape, zp_ in sig.changing:
-            if name_ not in pool_names:
+        for s in sig.changing:
+            if s.name not in pool_names:
                 continue
-            wide = np.float64 if dtype.kind == "f" else np.int64
+            wide = np.float64 if s.dtype.kind == "f" else np.int64
             self._pools.append(
                 _Pool(
-                    name=name_,
-                    in_index=in_idx,
-                    out_fn=interp.tensor(out_idx),
-                    zero_point=zp_,
-                    mature=np.full(shape, zp_, wide),
-                    young=np.full(shape, zp_, wide),
-                    delta=np.zeros(shape, wide),
-                    stage=np.full(shape, zp_, dtype),
+                    name=s.name,
+                    in_index=s.in_index,
+                    out_fn=interp.tensor(s.out_index),
+                    zero_point=s.zero_point,
+                    mature=np.full(s.shape, s.zero_point, wide),
+                    young=np.full(s.shape, s.zero_point, wide),
+                    delta=np.zeros(s.shape, wide),
+                    stage=np.full(s.shape, s.zero_point, s.dtype),
                 )
             )
         # The horizon is kept in seconds of the frames' own timestamps, so a camera slower
@@ -258,7 +277,7 @@ class StreamClassifier:
     @staticmethod
     def _pool_names(sig: StreamSignature) -> set[str]:
         """Names of changing pool tensors that come as a buffer/count pair."""
-        changing = {s[0] for s in sig.changing}
+        changing = {s.name for s in sig.changing}
         names: set[str] = set()
         for n in changing:
             if n.endswith(_POOL_BUFFER):

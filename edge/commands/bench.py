@@ -19,11 +19,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edge.commands.classify import add_model_arguments, resolve_stream_model
+from edge.commands.classify import add_model_arguments
 from edge.errors import ConfigError
 from edge.stats import peak_rss_bytes
+
+if TYPE_CHECKING:
+    from edge.classifiers.stream import StreamClassifier
 
 LOOPS = ("floor", "baseline", "lean", "pipeline")
 # (name, numerator, denominator, at least): what the pipeline must reach in one run.
@@ -127,25 +130,23 @@ def run(args: argparse.Namespace) -> int:
     if args.live:
         return _run_live(args, video)
     from edge import benchloops
-    from edge.classifiers.stream import StreamClassifier
     from edge.runtime import backend_name
 
-    choice = resolve_stream_model(args.model, args.labels)
-    probe = StreamClassifier(choice.path, labels_path=choice.labels, threads=1)
-    labels, sha = probe.labels, probe.sha256
+    probe = _model(args)
+    model, name, labels, sha = probe.path, probe.name, probe.labels, probe.sha256
     del probe
     load_before = _load()
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in LOOPS}
     for _ in range(args.rounds):
-        runs["floor"].append(benchloops.bench_floor(choice.path, video, args.threads, args.frames))
+        runs["floor"].append(benchloops.bench_floor(model, video, args.threads, args.frames))
         for lean in (False, True):
             runs["lean" if lean else "baseline"].append(
                 benchloops.bench_baseline(
-                    choice.path, labels, video, args.threads, args.frames, lean=lean
+                    model, labels, video, args.threads, args.frames, lean=lean
                 )
             )
         runs["pipeline"].append(
-            benchloops.bench_pipeline(choice.path, labels, video, pipeline_threads, args.frames)
+            benchloops.bench_pipeline(model, labels, video, pipeline_threads, args.frames)
         )
     loops = {k: _median(v) for k, v in runs.items()}
 
@@ -159,8 +160,8 @@ def run(args: argparse.Namespace) -> int:
         **{name: ratio(a, b) for name, a, b, _ in TARGETS},
     }
     report = {
-        "model": choice.name,
-        "model_path": str(choice.path),
+        "model": name,
+        "model_path": str(model),
         "sha256": sha,
         "runtime": backend_name(),
         "video": str(video),
@@ -232,6 +233,20 @@ def _run_live(args: argparse.Namespace, video: Path) -> int:
     return 0
 
 
+def _model(args: argparse.Namespace) -> StreamClassifier:
+    """The model ``--model``/``--labels`` name, loaded the way every command loads one."""
+    from edge.catalogue import DEFAULT_STREAM_MODEL
+    from edge.loader import load_stream
+
+    return load_stream(
+        args.model or DEFAULT_STREAM_MODEL,
+        needed_by="edge bench",
+        labels=args.labels,
+        threads=1,
+        numbered=True,
+    )
+
+
 def _run_resize(args: argparse.Namespace) -> int:
     from edge.resizebench import format_resize, run_resize
     from edge.sources.video_file import VideoFile
@@ -239,9 +254,10 @@ def _run_resize(args: argparse.Namespace) -> int:
     clips = [Path(c) for c in args.resize] or [_video(args)]
     for clip in clips:
         VideoFile(clip)  # one line naming a missing or broken clip, before any work
-    choice = resolve_stream_model(args.model, args.labels)
+    probe = _model(args)
     threads = args.pipeline_threads or 1
-    report = run_resize(choice.path, choice.labels, clips, threads)
+    report = run_resize(probe.path, probe.labels_path, clips, threads)
+    del probe
     report["load"] = _load()
     if args.json:
         rows = [{k: v for k, v in r.items()} for r in report["rows"]]

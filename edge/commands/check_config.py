@@ -40,7 +40,7 @@ def _models(cfg: Config) -> list[ModelConfig]:
 
 
 def _warnings(cfg: Config) -> list[str]:
-    from edge.catalogue import resolve_model
+    from edge.resolve import resolve_model
 
     found = []
     for m in _models(cfg):

@@ -14,61 +14,12 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edge.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
-
-LABEL_FILE_NAMES = ("labels.txt", "label_map.txt")
-
-
-@dataclass(frozen=True, slots=True)
-class StreamModelChoice:
-    """A stream model picked from ``--model``/``--labels``: a path or a catalogue entry."""
-
-    name: str
-    path: Path
-    labels: Path | None
-
-
-def labels_beside(model: Path) -> Path | None:
-    """labels.txt or label_map.txt next to the model, else the only *.txt there."""
-    folder = model.parent
-    for name in LABEL_FILE_NAMES:
-        if (folder / name).is_file():
-            return folder / name
-    texts = sorted(p for p in folder.glob("*.txt") if p.is_file())
-    return texts[0] if len(texts) == 1 else None
-
-
-def _looks_like_path(spec: str) -> bool:
-    return spec.endswith(".tflite") or "/" in spec or "\\" in spec or spec.startswith(".")
-
-
-def resolve_stream_model(spec: str | None, labels: str | None = None) -> StreamModelChoice:
-    """``--model`` as a model file, else via the catalogue (a name or a model directory)."""
-    labels_path = Path(labels) if labels else None
-    if spec and (Path(spec).is_file() or (_looks_like_path(spec) and not Path(spec).exists())):
-        path = Path(spec)
-        if not path.exists():
-            raise ModelError(f"{path}: model file not found")
-        return StreamModelChoice(path.stem, path, labels_path or labels_beside(path))
-    try:
-        from edge import catalogue
-    except ImportError:
-        raise ModelError(
-            f"{spec or 'default model'}: not a model file, and no model catalogue is installed"
-        ) from None
-    resolved = catalogue.resolve_model(spec or catalogue.DEFAULT_STREAM_MODEL)
-    if resolved.kind == "image":
-        raise ModelError(
-            f"{resolved.name}: is a still-image model; edge classify needs a streaming model "
-            "(use edge image for photos)"
-        )
-    return StreamModelChoice(resolved.name, Path(resolved.path), labels_path or resolved.labels)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,7 +76,8 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.classifiers.stream import StreamClassifier
+    from edge.catalogue import DEFAULT_STREAM_MODEL
+    from edge.loader import load_stream
     from edge.pacing import Pacer, takes_every_frame
     from edge.sources.orientation import Orientation
     from edge.sources.video_file import VideoFile
@@ -137,24 +89,23 @@ def run(args: argparse.Namespace) -> int:
 
         plot.require_matplotlib()
     video = VideoFile(args.video, Orientation(rotate=args.rotate))
-    choice = resolve_stream_model(args.model, args.labels)
-    clf = StreamClassifier(
-        choice.path,
-        labels_path=choice.labels,
+    clf = load_stream(
+        args.model or DEFAULT_STREAM_MODEL,
+        needed_by="edge classify",
+        hint="use edge image for photos",
+        labels=args.labels,
         threads=args.threads,
         top_k=args.top,
         horizon_s=args.horizon,
         fps=args.fps,
         reset_gap_s=math.inf,  # a file is one continuous stream, whatever its timestamps
-        name=choice.name,
+        numbered=True,
     )
     taught = None
     if args.taught:
         from edge.commands.teach import taught_for
 
         taught = taught_for(clf, args)
-    elif choice.labels is None:
-        log.warning("%s: no label file found beside the model; showing class indices", choice.path)
 
     every = takes_every_frame(args.fps, video.fps)
     select = None if every else Pacer(args.fps).take

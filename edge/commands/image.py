@@ -11,9 +11,12 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edge.errors import EdgeError, ModelError, SourceError
+from edge.errors import EdgeError, SourceError
+
+if TYPE_CHECKING:
+    from edge.classifiers.image import ImageClassifier
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -48,34 +51,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", metavar="FILE", help="the taught examples (with --taught)")
 
 
-def _load(args: argparse.Namespace) -> Any:
-    from edge.classifiers.image import load_image_classifier
+def _load(args: argparse.Namespace) -> ImageClassifier:
+    from edge.catalogue import DEFAULT_IMAGE_MODEL
+    from edge.loader import load_image
 
-    opts: dict[str, Any] = {
-        "threads": args.threads,
-        "top_k": args.top,
-        "threshold": args.threshold,
-        "channel_order": args.channel_order,
-    }
-    spec = args.model
-    if spec and Path(spec).expanduser().exists():
-        return load_image_classifier(spec, labels=args.labels, **opts)
-    try:
-        from edge import catalogue
-    except ImportError:
-        raise ModelError(
-            f"{spec or 'default model'}: not a model file, and no model catalogue is installed"
-        ) from None
-    resolved = catalogue.resolve_model(spec or catalogue.DEFAULT_IMAGE_MODEL, args.models_dir)
-    if resolved.kind == "stream":
-        raise ModelError(
-            f"{resolved.name}: is a streaming video model; edge image needs an image model "
-            "(use edge classify for videos)"
-        )
-    model = Path(resolved.path)
-    target = model.parent if (model.parent / "cvexport.manifest").is_file() else model
-    labels = args.labels or resolved.labels
-    return load_image_classifier(target, labels=labels, name=resolved.name, **opts)
+    return load_image(
+        args.model or DEFAULT_IMAGE_MODEL,
+        args.models_dir,
+        needed_by="edge image",
+        hint="use edge classify for videos",
+        labels=args.labels,
+        threads=args.threads,
+        top_k=args.top,
+        threshold=args.threshold,
+        channel_order=args.channel_order,
+    )
 
 
 def _expand(paths: list[str]) -> Iterator[tuple[Path, EdgeError | None]]:
@@ -126,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"edge image: error: {exc}", file=sys.stderr, flush=True)
             status = 2
             continue
-        label = pred.extra.get("label")
+        said = pred.extra.get("label")  # the model's (or the taught classes') answer
+        label = said if isinstance(said, str) else None
         if args.json:
             line = {
                 "path": str(path),

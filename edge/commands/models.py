@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge import catalogue as cat
+from edge.config import default_models_dir
 from edge.errors import ConfigError, DownloadError, ModelError
 
 
@@ -67,7 +68,7 @@ def _models_dir(args: argparse.Namespace) -> Path:
         from edge.config import load_config
 
         return load_config(args.config).resolved_models_dir
-    return cat.default_models_dir()
+    return default_models_dir()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -217,12 +218,8 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    try:
-        from edge.classifiers.customvision import import_export
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("edge.classifiers.customvision", "edge.classifiers"):
-            raise
-        raise ModelError("Custom Vision import is not available in this build") from None
+    from edge.exports import import_export
+
     models_dir = _models_dir(args)
     src = Path(args.src).expanduser()
     if not src.exists():
@@ -237,7 +234,9 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _path(args: argparse.Namespace) -> int:
-    resolved = cat.resolve_model(args.name, _models_dir(args))
+    from edge.resolve import resolve_model
+
+    resolved = resolve_model(args.name, _models_dir(args))
     if args.labels:
         if resolved.labels is None:
             raise ModelError(f"model {resolved.name} has no label file")

@@ -94,9 +94,10 @@ def load_embedder(spec: str | None, kind: str, models_dir: Path | None = None) -
 
     default = catalogue.DEFAULT_STREAM_MODEL if kind == "video" else catalogue.DEFAULT_IMAGE_MODEL
     cfg = ModelConfig.model_validate({"path": spec or default})
-    mode = "video" if kind == "video" else "still"
-    clf = loader.load_for_mode(cfg, mode, models_dir or default_models_dir())
-    return ClipEmbedder(clf) if kind == "video" else ImageEmbedder(clf)
+    where = models_dir or default_models_dir()
+    if kind == "video":
+        return ClipEmbedder(loader.load_video_model(cfg, where))
+    return ImageEmbedder(loader.load_still_model(cfg, where))
 
 
 def files_of_one_kind(raw: list[str]) -> tuple[list[Path], str]:
