@@ -12,7 +12,9 @@ class Frame:
     """One decoded image.
 
     ``timestamp`` is seconds on the source's clock: position in the file for
-    videos, ``time.monotonic()`` at capture for live sources. ``epoch`` grows
+    videos, ``time.monotonic()`` at capture for live sources. ``seq`` is the source
+    frame's index (every frame the source gave counts, taken or not), which is what
+    "frame" means in edge's output; a model's own count is its "step". ``epoch`` grows
     by one every time the source (re)starts, so a consumer knows when stream
     state must be reset.
     """

@@ -1,17 +1,24 @@
-"""Which frames the model sees: the pacer, and the file reader's timestamps and selection."""
+"""Which frames the model sees: the pacer, the file reader's timestamps and selection, and
+the one rule live capture and edge classify share."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import cv2
 import numpy as np
 import pytest
 
+from edge.app.pipeline import LastFrame, ModelInfo, Parts
+from edge.app.reporter import Message, Reporter
+from edge.app.video import VideoPipeline
+from edge.config import parse_config
 from edge.errors import SourceError
 from edge.pacing import Pacer, takes_every_frame
 from edge.sources.orientation import Orientation
 from edge.sources.video_file import VideoFile
+from tests.support.cli import run_cli
 
 
 def taken(fps: float, times) -> list[float]:
@@ -174,3 +181,43 @@ def test_missing_unreadable_and_empty_videos_are_source_errors(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(SourceError, match=r"empty\.mp4"):
         VideoFile(empty)
+
+
+# ----------------------------------------------------------------------------- one rule
+
+
+@pytest.mark.parametrize("name", ["carving_ice.mp4", "arm_wrestling.mp4", "squats.mp4"])
+def test_edge_run_and_edge_classify_step_on_the_same_source_frames(
+    a0, k600_labels, videos, tmp_path, name
+):
+    """30, 28 and 5 fps clips: the live path (capture -> VideoPipeline, what edge run
+    does) and edge classify pick the same source frames, and both call them "frame"."""
+    clip = videos / name
+    proc = run_cli("classify", str(clip), "--model", str(a0), "--json")
+    assert proc.returncode == 0, proc.stderr
+    classified = [json.loads(line)["frame"] for line in proc.stdout.splitlines()[:-1]]
+
+    cfg = parse_config(
+        {
+            "state_dir": str(tmp_path / "state"),
+            "models_dir": str(tmp_path / "models"),
+            "source": {"kind": "opencv", "uri": str(clip), "realtime": False},
+            "model": {"path": str(a0), "labels": str(k600_labels), "fps": 5},
+            "mqtt": {"enabled": False},
+        }
+    )
+    reporter = Reporter("video", ModelInfo(None, None))
+    heard: list[Message] = []
+    reporter.subscribe(heard.append)
+    pipeline = VideoPipeline.build(
+        cfg, reporter, Parts(), last=LastFrame(), cancel=threading.Event()
+    )
+    pipeline.start()
+    try:
+        while pipeline.tick():
+            pass
+    finally:
+        pipeline.stop()
+    stepped = [m.payload["frame"] for m in heard if m.kind == "prediction"]
+    assert len(classified) > 10
+    assert stepped == classified

@@ -18,7 +18,6 @@ a newer one replaces it, so the consumer never works on a stale queued frame.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ import numpy as np
 
 from edge.errors import SourceError
 from edge.frame import Frame
+from edge.pacing import Pacer
 from edge.sources.orientation import Orientation
 
 log = logging.getLogger("edge.sources")
@@ -145,7 +145,6 @@ class Capture:
         self._opens = 0
         self._epoch = -1
         self._stalls = 0
-        self._seq = 0
         self._connected = False
         self._error: str | None = None
         self._last_frame_t: float | None = None
@@ -363,10 +362,9 @@ class Capture:
         else:
             log.info("%s: opened", self.description)
         scratch: np.ndarray | None = None
-        next_due = -math.inf
+        pacer = Pacer(opt.model_fps)  # the same rule edge classify picks frames by
         file_index = 0  # frames read since open, across loops: the file clock
         pace_start = time.monotonic()
-        prev_t = pace_start
         while not self._stop.is_set() and not reader.abandoned:
             ok = backend.grab()
             now = time.monotonic()
@@ -380,17 +378,11 @@ class Capture:
             if is_file:
                 clock = file_index * file_dt
                 file_index += 1
-                half_gap = 0.5 * file_dt
             else:
                 clock = now
-                half_gap = 0.5 * (now - prev_t)
-            prev_t = now
-            due = clock + half_gap >= next_due
-            if due:
-                next_due += self._period
-                if next_due + half_gap <= clock:  # first frame, or after a gap: restart here
-                    next_due = clock + self._period
+            due = pacer.take(clock)
             with self._cond:
+                index = self._frames  # the source frame's index since the capture started
                 reader.last_frame = now
                 reader.frames += 1
                 self._frames += 1
@@ -410,8 +402,7 @@ class Capture:
                     image = None if scratch is None else orient.apply(scratch)
                 if image is None:
                     return "eof" if is_file else "lost"
-                self._seq += 1
-                frame = Frame(image, clock, self._seq, epoch, wall)
+                frame = Frame(image, clock, index, epoch, wall)
                 if not self._hand_out(reader, frame, lossless):
                     break
             if is_file and opt.realtime:
