@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 INSTALL_HINT = "pip install 'edge[plot]'"
 
@@ -39,40 +43,89 @@ def top_labels(probs: np.ndarray, k: int = 5) -> np.ndarray:
     return idx[np.argsort(-peak[idx], kind="stable")]
 
 
-def plot_timeline(
+def segments(
+    labels: Sequence[str | None], times: Sequence[float]
+) -> list[tuple[float, float, str]]:
+    """The runs of one smoothed label as (start, end, label); "none" runs are left out."""
+    out: list[tuple[float, float, str]] = []
+    start = 0
+    for i in range(1, len(labels) + 1):
+        if i == len(labels) or labels[i] != labels[start]:
+            label = labels[start]
+            if label is not None:
+                end = times[i] if i < len(times) else times[-1]
+                out.append((float(times[start]), float(end), label))
+            start = i
+    return out
+
+
+def timeline_figure(
     times: Sequence[float],
     probs: Sequence[np.ndarray] | np.ndarray,
     labels: Sequence[str],
-    out: str | Path,
     *,
+    smoothed: Sequence[str | None] | None = None,
+    horizon_s: float = 0.0,
     title: str = "",
     top: int = 5,
-) -> Path:
-    """Write a PNG of the ``top`` labels' probabilities against time in seconds."""
-    require_matplotlib()
+) -> Figure:
+    """The ``top`` labels' probabilities against time; under them, as a band, the label the
+    daemon would have published (``smoothed``); a dashed line where the memory horizon
+    starts to forget. The legend sits outside the axes, so it covers no data."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    out = Path(out)
     matrix = np.asarray(probs, dtype=np.float32)
     if matrix.ndim != 2 or matrix.shape[0] != len(times) or matrix.shape[0] == 0:
         raise ValueError("plot_timeline needs one probability vector per time")
     t = np.asarray(times, dtype=np.float64)
-    fig = Figure(figsize=(10, 4.5), dpi=100)
+    fig = Figure(figsize=(11, 5), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    grid = fig.add_gridspec(2, 1, height_ratios=(8, 1), hspace=0.08)
+    ax = fig.add_subplot(grid[0])
+    band = fig.add_subplot(grid[1], sharex=ax)
+    colours: dict[str, object] = {}
     for i in top_labels(matrix, top):
-        ax.plot(t, matrix[:, i], label=labels[i], linewidth=1.6)
-    ax.set_xlabel("time in video (s)")
+        (line,) = ax.plot(t, matrix[:, i], label=labels[i], linewidth=1.6)
+        colours[labels[i]] = line.get_color()
+    if horizon_s > 0 and t.size and float(t[-1]) - float(t[0]) > horizon_s:
+        ax.axvline(
+            float(t[0]) + horizon_s,
+            color="0.4",
+            linestyle="--",
+            linewidth=1.0,
+            label=f"memory horizon ({horizon_s:g} s)",
+        )
     ax.set_ylabel("probability")
     ax.set_ylim(0.0, 1.0)
     if t.size > 1:
         ax.set_xlim(float(t[0]), float(t[-1]))
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left", fontsize="small", framealpha=0.8)
+    ax.tick_params(labelbottom=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
+    for start, end, label in segments(list(smoothed or []), list(times)):
+        band.axvspan(start, end, color=colours.get(label, "0.6"), alpha=0.6, linewidth=0)
+        band.text((start + end) / 2, 0.5, label, ha="center", va="center", fontsize="x-small")
+    band.set_yticks([])
+    band.set_ylabel("label", rotation=0, ha="right", va="center")
+    band.set_xlabel("time in video (s)")
+    fig.subplots_adjust(left=0.07, right=0.78, top=0.92, bottom=0.12)
+    return fig
+
+
+def plot_timeline(
+    times: Sequence[float],
+    probs: Sequence[np.ndarray] | np.ndarray,
+    labels: Sequence[str],
+    out: str | Path,
+    **options: Any,
+) -> Path:
+    """Write ``timeline_figure(...)`` as a PNG."""
+    require_matplotlib()
+    out = Path(out)
+    fig = timeline_figure(times, probs, labels, **options)
     try:
         fig.savefig(out, format="png")
     except OSError as exc:

@@ -52,7 +52,7 @@ def test_json_output_is_one_object_per_step_then_a_summary(classify, carving, k6
     steps, final = json_lines(classify(str(carving), "--json"))
     assert len(steps) == 34  # 200 frames at 30 fps, taken at 5 fps
     for step in steps:
-        assert set(step) == {"t", "frame", "top"}
+        assert set(step) == {"t", "frame", "step", "top"}
         assert len(step["top"]) == 5
         assert all(set(s) == {"label", "score"} for s in step["top"])
         scores = [s["score"] for s in step["top"]]
@@ -60,9 +60,11 @@ def test_json_output_is_one_object_per_step_then_a_summary(classify, carving, k6
     assert [s["frame"] for s in steps] == list(range(0, 200, 6))
     assert steps[0]["t"] == 0.0
     assert all(abs(b["t"] - a["t"] - 0.2) < 0.01 for a, b in itertools.pairwise(steps))
-    assert set(final) == {"final", "frames", "fps"}
-    assert final["frames"] == len(steps)
-    assert final["fps"] > 0
+    assert [s["step"] for s in steps] == list(range(1, len(steps) + 1))
+    assert set(final) == {"final", "steps", "steps_per_s", "labels"}
+    assert final["steps"] == len(steps)
+    assert final["steps_per_s"] > 0
+    assert final["labels"] == str(k600_labels)  # found beside the model: said which
     assert final["final"]["top"] == steps[-1]["top"]
     assert final["final"]["top"][0]["label"] == "carving ice"
     assert final["final"]["top"][0]["score"] > 0.9
@@ -73,7 +75,8 @@ def test_text_output_is_a_readable_top_five_and_no_progress_bar_when_piped(class
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 6
-    assert "carving_ice.mp4" in lines[0] and "34 frames" in lines[0]
+    assert "carving_ice.mp4" in lines[0] and "34 steps" in lines[0]
+    assert "labels kinetics600_label_map.txt" in lines[0]
     assert lines[1].split()[:3] == ["1.", "carving", "ice"]
     assert float(lines[1].split()[-1]) > 0.9
     assert proc.stderr == ""  # no progress bar, no runtime chatter
@@ -114,7 +117,7 @@ def test_progress_bar_on_a_terminal(small, a0):
 def test_fps_at_or_above_the_source_rate_classifies_every_frame(classify, videos):
     steps, final = json_lines(classify(str(videos / "eye_makeup.avi"), "--fps", "30", "--json"))
     assert [s["frame"] for s in steps] == list(range(164))
-    assert final["frames"] == 164
+    assert final["steps"] == 164
 
 
 def test_portrait_five_fps_clip_is_a_squat(classify, videos):
@@ -296,3 +299,44 @@ def test_horizon_is_in_seconds_whatever_the_step_rate(videos, a0, k600_labels, t
     at5, at30 = steps("5"), steps("30")
     assert len(at5) == len(at30) == 65
     assert at5 == at30
+
+
+def test_a_photo_is_pointed_to_edge_image(a0, images):
+    photo = images / "fox.jpeg"
+    proc = run_cli("classify", str(photo), "--model", str(a0))
+    assert_one_line_error(proc, str(photo), "is an image", f"edge image {photo}")
+
+
+def test_the_plot_shows_what_would_be_published(a0, k600_labels, videos):
+    """Legend outside the axes, the smoothed label as a band, the horizon as a line."""
+    from edge.classifiers.stream import StreamClassifier
+    from edge.config import SmootherConfig
+    from edge.pacing import Pacer
+    from edge.plot import segments, timeline_figure
+    from edge.smoothing import Smoother
+    from edge.sources.video_file import VideoFile
+
+    clf = StreamClassifier(a0, labels_path=k600_labels, horizon_s=2.0)
+    smoother = Smoother(clf.labels, SmootherConfig())
+    times, probs, smoothed = [], [], []
+    for frame in VideoFile(videos / "carving_ice.mp4").frames(Pacer(5.0).take):
+        pred = clf.step(frame)
+        times.append(frame.timestamp)
+        probs.append(pred.probs)
+        smoothed.append(smoother.update(pred.probs, frame.timestamp).label)
+    fig = timeline_figure(times, probs, clf.labels, smoothed=smoothed, horizon_s=2.0)
+    fig.canvas.draw()
+    curves, band = fig.axes
+    legend = curves.get_legend()
+    assert legend.get_window_extent().x0 >= curves.get_window_extent().x1  # beside, not on
+    assert "memory horizon (2 s)" in [t.get_text() for t in legend.get_texts()]
+    (line,) = [ln for ln in curves.get_lines() if ln.get_linestyle() == "--"]
+    assert line.get_xdata()[0] == times[0] + 2.0
+    runs = segments(smoothed, times)
+    assert runs and runs[-1][2] == "carving ice"
+    assert [t.get_text() for t in band.texts] == [label for _, _, label in runs]
+    assert len(band.patches) == len(runs)
+    assert segments(["a", "a", None, "b"], [0.0, 1.0, 2.0, 3.0]) == [
+        (0.0, 2.0, "a"),
+        (3.0, 3.0, "b"),
+    ]

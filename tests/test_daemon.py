@@ -377,6 +377,26 @@ def test_no_camera_says_so_in_one_line(a0, tmp_path):
     assert "--source" in proc.stderr or "source.uri" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "flag", ["--mode", "--device-id", "--state-dir", "--mqtt-host", "--mqtt-port"]
+)
+def test_run_help_describes_every_option(flag):
+    proc = run_cli("run", "--help", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    after = text.split(f" {flag} ", 1)[1]
+    words = after.split(" --", 1)[0].split()
+    assert len(words) >= 4, (flag, words)  # a metavar and a description, not the bare flag
+
+
+def test_a_bad_device_id_names_the_flag_and_says_what_is_allowed(tmp_path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("mqtt: {enabled: false}\n")
+    proc = run_cli("run", "--config", str(cfg), "--device-id", "bad id/#", timeout=60)
+    assert_one_line_error(proc, "--device-id", "'bad id/#'", "letters, digits")
+    assert "config.yaml" not in proc.stderr and "[A-Za-z" not in proc.stderr
+
+
 def test_bad_config_key_is_one_line_with_its_path(tmp_path):
     cfg = tmp_path / "config.yaml"
     cfg.write_text("source:\n  kind: opencv\n  urii: x.mp4\n")

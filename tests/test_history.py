@@ -163,7 +163,8 @@ def test_history_cli_text_and_config(tmp_path: Path) -> None:
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 2
     assert "fruits: Apple 0.9000" in lines[0] and "imagenet: none of these" in lines[0]
-    assert "[command]" in lines[1]
+    # A photo taken on cmd/classify says so; "[command]" would read as source.kind: command.
+    assert "[cmd/classify]" in lines[1] and "[command]" not in lines[1]
 
 
 def test_history_cli_bad_since_and_empty_state(tmp_path: Path) -> None:

@@ -63,9 +63,25 @@ def test_text_output_is_readable(cv_fruits, images) -> None:
         str(cv_fruits),
     )
     assert proc.returncode == 0, proc.stderr
-    banana, fox = proc.stdout.strip().splitlines()
-    assert banana.startswith(str(images / "fruit_banana.jpg") + ": Banana")
-    assert "none of these" in fox
+    lines = proc.stdout.strip().splitlines()
+    heads = [line for line in lines if not line.startswith("  ")]
+    assert heads[0] == str(images / "fruit_banana.jpg") + ": Banana"
+    assert heads[1].startswith(str(images / "fox.jpeg") + ": none of these")
+    assert len(lines) == 2 + 2 * 5  # each answer, then its top five
+
+
+def test_labels_with_commas_stay_readable(mobilenet, mobilenet_labels, images) -> None:
+    """ImageNet labels hold commas ("red fox, Vulpes vulpes"): one class per line."""
+    proc = edge("image", str(images / "fox.jpeg"), "--model", str(mobilenet), "--top", "3")
+    assert proc.returncode == 0, proc.stderr
+    head, *ranked = proc.stdout.rstrip("\n").splitlines()
+    known = set(mobilenet_labels.read_text().splitlines())
+    assert head == f"{images / 'fox.jpeg'}: red fox, Vulpes vulpes"
+    assert len(ranked) == 3
+    for line in ranked:
+        score, label = line.strip().split("  ", 1)
+        assert 0.0 <= float(score) <= 1.0 and label in known, line
+    assert ranked[0].strip().endswith("  red fox, Vulpes vulpes")
 
 
 def test_channel_order_option_changes_the_answer(cv_fruits, images) -> None:

@@ -191,6 +191,8 @@ def test_import_custom_vision_folder(cv_fruits, tmp_path, env) -> None:
         env=env,
     )
     assert proc.returncode == 0, proc.stderr
+    said = (proc.stdout + proc.stderr).strip().splitlines()
+    assert said == [f"imported {cv_fruits} as {models / 'fruits'}"]  # once, on stdout
     assert _list(models, env)["fruits"]["installed"] is True
     resolved = resolve.resolve_model("fruits", models)
     assert resolved.kind == "image" and resolved.labels is not None
@@ -218,3 +220,15 @@ def test_import_under_a_catalogue_name_is_refused(cv_fruits, tmp_path, env) -> N
     )
     assert_one_line_error(proc, "catalogue model")
     assert not (tmp_path / "movinet-a0-stream-int8").exists()
+
+
+@pytest.mark.parametrize("action", ["fetch", "list", "import", "path"])
+def test_each_action_describes_itself_and_its_name(action) -> None:
+    proc = run_cli("models", action, "--help")
+    assert proc.returncode == 0, proc.stderr
+    _, _, rest = proc.stdout.partition("\n\n")
+    description = rest.splitlines()[0]
+    assert description.endswith(".") and len(description.split()) >= 5, description
+    if action in ("fetch", "path"):
+        positional = proc.stdout.split("positional arguments:", 1)[1].split("options:", 1)[0]
+        assert positional.split()[0] == "NAME" and len(positional.split()) > 3, positional

@@ -160,7 +160,16 @@ def test_message_schemas_retain_and_qos(any_broker, make_pub) -> None:
                 "rss_mb": 90.0,
             }
         )
-        pub.publish_prediction({"ts": 101.0, "raw": top, "smoothed": top, "label": "walking"})
+        pub.publish_prediction(
+            {
+                "ts": 101.0,
+                "frame": 600,
+                "step": 100,
+                "raw": top,
+                "smoothed": top,
+                "label": "walking",
+            }
+        )
         pub.reply("reset", {"ok": True, "id": "r1"})
         for topic in (T.state, T.results, T.stats, T.predictions, T.reply("reset")):
             sub.wait_count(topic, 1)

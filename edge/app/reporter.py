@@ -69,6 +69,7 @@ class Reporter:
         self.clock = clock
         self.ready = False
         self.stable: Stable | None = None
+        self.steps = 0  # model steps reported; "frame" is the source's own count
         self.since: float | None = None  # wall time the current label (or none) took over
         self.camera_ok = True
         self.last_state = 0.0
@@ -122,6 +123,7 @@ class Reporter:
     def step(self, stable: Stable, frame: Frame, pred: Prediction) -> None:
         """One model step: events and state on a label change, always a prediction."""
         self.stable = stable
+        self.steps += 1
         now = self.clock()
         self.mark_ready()
         if stable.changed:
@@ -145,6 +147,7 @@ class Reporter:
             ts=now,
             frame_ts=frame.wall_time,
             frame=frame.seq,
+            step=self.steps,
             raw=pred.top,
             smoothed=stable.top,
             label=stable.label,

@@ -54,7 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rotate", type=int, choices=(0, 90, 180, 270), default=0, help="rotate clockwise"
     )
     parser.add_argument(
-        "--json", action="store_true", help="one JSON line per model step, then a summary line"
+        "--json",
+        action="store_true",
+        help="one JSON line per model step (t, frame: the source frame's index, step, top), "
+        "then a summary line",
     )
     parser.add_argument("--plot", metavar="OUT.png", help="save the top labels over time")
     parser.add_argument(
@@ -77,6 +80,7 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge.catalogue import DEFAULT_STREAM_MODEL
+    from edge.classifiers.image import IMAGE_SUFFIXES
     from edge.loader import load_stream
     from edge.pacing import Pacer, takes_every_frame
     from edge.sources.orientation import Orientation
@@ -88,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
         from edge import plot
 
         plot.require_matplotlib()
+    if Path(args.video).suffix.lower() in IMAGE_SUFFIXES:
+        raise ConfigError(
+            f"{args.video}: is an image, not a video; classify photos with: edge image {args.video}"
+        )
     video = VideoFile(args.video, Orientation(rotate=args.rotate))
     clf = load_stream(
         args.model or DEFAULT_STREAM_MODEL,
@@ -123,6 +131,12 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     times: list[float] = []
     history = []
+    smoothed: list[str | None] = []  # what the daemon would have published, for the plot
+    if plot_out is not None:
+        from edge.config import SmootherConfig
+        from edge.smoothing import Smoother
+
+        smoother = Smoother(clf.labels if taught is None else taught.classes, SmootherConfig())
     last = None
     steps = 0
     started = time.perf_counter()
@@ -140,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
                 line: dict[str, Any] = {
                     "t": round(item.timestamp, 3),
                     "frame": item.seq,
+                    "step": steps,
                     "top": [s.as_dict() for s in pred.top],
                 }
                 if taught is not None:
@@ -148,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
             if plot_out is not None:
                 times.append(item.timestamp)
                 history.append(pred.probs)
+                smoothed.append(smoother.update(pred.probs, item.timestamp).label)
             if bar is not None:
                 bar.update(1)
     finally:
@@ -167,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
             history,
             clf.labels if taught is None else taught.classes,
             plot_out,
+            smoothed=smoothed,
+            horizon_s=args.horizon,
             title=f"{Path(args.video).name} - {clf.name}",
         )
 
@@ -175,17 +193,19 @@ def run(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "final": _final(last, taught),
-                    "frames": steps,
-                    "fps": round(rate, 2),
+                    "steps": steps,
+                    "steps_per_s": round(rate, 2),
+                    "labels": str(clf.labels_path) if clf.labels_path else None,
                 }
             )
             + "\n"
         )
     else:
         width = max(len(s.label) for s in last.top)
+        labels = clf.labels_path.name if clf.labels_path else "none: class numbers"
         out.write(
-            f"{Path(args.video).name}: {steps} frames classified by {clf.name} "
-            f"({rate:.1f} steps/s)\n"
+            f"{Path(args.video).name}: {steps} steps of {clf.name} "
+            f"({rate:.1f} steps/s; labels {labels})\n"
         )
         for i, s in enumerate(last.top, 1):
             out.write(f"{i:>3}. {s.label:<{width}}  {s.score:.3f}\n")

@@ -31,6 +31,11 @@ def _state_dir(args: argparse.Namespace) -> Path:
     return load_config(args.config).state_dir
 
 
+# How each photo came, in words that do not clash with config names (source.kind: command
+# is the camera command; a photo asked for over MQTT came by cmd/classify).
+_CAME_BY = {"schedule": "schedule", "watch": "watched folder", "command": "cmd/classify"}
+
+
 def _text(entry: dict) -> str:
     image = entry["image"]
     where = image["path"] or f"sha256:{image['sha256'][:12]}"
@@ -42,7 +47,8 @@ def _text(entry: dict) -> str:
         shown = r["label"] or "none of these"
         score = f" {best['score']:.4f}" if best and r["label"] else ""
         parts.append(f"{r['model']['name']}: {shown}{score}")
-    return f"{entry['time']}  {where}  [{image['source']}]  " + " | ".join(parts)
+    came = _CAME_BY.get(image["source"], image["source"])
+    return f"{entry['time']}  {where}  [{came}]  " + " | ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:

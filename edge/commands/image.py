@@ -85,10 +85,13 @@ def _expand(paths: list[str]) -> Iterator[tuple[Path, EdgeError | None]]:
 
 
 def _text(path: Path, pred: Any, label: str | None, threshold: float | None) -> str:
-    top = ", ".join(f"{s.label} {s.score:.4f}" for s in pred.top)
+    """The answer on the first line, then one "score  label" line per class: labels may hold
+    commas (ImageNet's "red fox, Vulpes vulpes"), so nothing else separates them."""
     if label is None and threshold is not None:
-        return f"{path}: none of these (nothing reaches {threshold:g}); {top}"
-    return f"{path}: {label} | {top}"
+        head = f"{path}: none of these (nothing reaches {threshold:g})"
+    else:
+        head = f"{path}: {label}"
+    return "\n".join([head, *(f"  {s.score:.4f}  {s.label}" for s in pred.top)])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,11 +26,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
 
-    p = sub.add_parser("list", parents=[common], help="catalogue and installed models")
+    what = "list the catalogue's models and which are installed"
+    p = sub.add_parser("list", parents=[common], help=what, description=what + ".")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = sub.add_parser("fetch", parents=[common], help="download or copy catalogue models")
-    p.add_argument("names", nargs="*", metavar="NAME")
+    what = "download catalogue models (or copy them from a mirror), checking each sha256"
+    p = sub.add_parser("fetch", parents=[common], help=what, description=what + ".")
+    p.add_argument(
+        "names", nargs="*", metavar="NAME", help="catalogue model names (see 'edge models list')"
+    )
     p.add_argument(
         "--from",
         dest="source",
@@ -51,13 +55,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="fetch again even if installed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("import", parents=[common], help="install a Custom Vision export")
+    what = "install an Azure Custom Vision export (.zip or folder) as a model"
+    p = sub.add_parser("import", parents=[common], help=what, description=what + ".")
     p.add_argument("src", metavar="PATH", help="export .zip or unpacked folder")
     p.add_argument("--name", help="name to install it under (default: from the export)")
     p.add_argument("--replace", action="store_true", help="replace a model of the same name")
 
-    p = sub.add_parser("path", parents=[common], help="print an installed model's file path")
-    p.add_argument("name", metavar="NAME")
+    what = "print an installed model's file path (or its label file's, with --labels)"
+    p = sub.add_parser("path", parents=[common], help=what, description=what + ".")
+    p.add_argument("name", metavar="NAME", help="an installed model's name")
     p.add_argument("--labels", action="store_true", help="print the label file's path instead")
 
 

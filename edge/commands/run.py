@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 
 from edge.config import Config, find_config, load_config
-from edge.errors import SourceError
+from edge.errors import ConfigError, SourceError
 from edge.netallow import check_env
+
+# What config.yaml's device_id pattern allows, in words: it is part of every MQTT topic.
+DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+DEVICE_ID_RULE = "1 to 64 letters, digits, '-' or '_'; no spaces, '/', '#' or '+'"
 
 NO_SOURCE_EXIT = 3
 
@@ -28,11 +33,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--loop", action="store_true", help="play a video file source in a loop")
     p.add_argument("--model", help="model: catalogue name or .tflite path")
-    p.add_argument("--mode", choices=["video", "still"])
-    p.add_argument("--device-id")
-    p.add_argument("--state-dir", type=Path)
-    p.add_argument("--mqtt-host")
-    p.add_argument("--mqtt-port", type=int)
+    p.add_argument(
+        "--mode",
+        choices=["video", "still"],
+        help="video: classify what the camera sees as it happens; "
+        "still: classify photos (schedule, command, watched folder)",
+    )
+    p.add_argument(
+        "--device-id",
+        metavar="ID",
+        help=f"this device's name in MQTT topics ({DEVICE_ID_RULE})",
+    )
+    p.add_argument(
+        "--state-dir", type=Path, metavar="DIR", help="where the outbox and history are kept"
+    )
+    p.add_argument("--mqtt-host", metavar="HOST", help="MQTT broker host name or address")
+    p.add_argument("--mqtt-port", type=int, metavar="PORT", help="MQTT broker port")
     p.add_argument("--no-mqtt", action="store_true", help="run without publishing (log only)")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument(
@@ -60,6 +76,8 @@ def overrides_from(args: argparse.Namespace) -> dict:
     if args.mode:
         o["mode"] = args.mode
     if args.device_id:
+        if not DEVICE_ID.fullmatch(args.device_id):
+            raise ConfigError(f"--device-id {args.device_id!r}: use {DEVICE_ID_RULE}")
         o["device_id"] = args.device_id
     if args.state_dir:
         o["state_dir"] = str(args.state_dir)

@@ -64,6 +64,8 @@ class PredictionPayload(_Out):
     """``predictions`` (QoS 0, rate-limited): raw and smoothed top-k of one model step."""
 
     ts: float
+    frame: int  # the source frame's index (what "frame" means everywhere in edge)
+    step: int  # the model step's number since the model was loaded
     raw: list[ScoredOut]
     smoothed: list[ScoredOut]
     label: str | None = None
@@ -211,6 +213,7 @@ def prediction_payload(
     ts: float,
     frame_ts: float,
     frame: int,
+    step: int,
     raw: Scores,
     smoothed: Scores,
     label: str | None,
@@ -221,6 +224,7 @@ def prediction_payload(
         "ts": ts,
         "frame_ts": frame_ts,
         "frame": frame,
+        "step": step,
         "raw": _scored(raw, 6),
         "smoothed": _scored(smoothed, 6),
         "label": label,
