@@ -5,30 +5,35 @@ the wait. A real process, a real notify socket, the real model and clip."""
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import A0, K600_LABELS, VIDEOS, require
 from tests.support.broker import wait_until
 from tests.support.daemon import DaemonProcess, NotifySocket
 
 
 @pytest.fixture(autouse=True)
-def _no_camera_here() -> None:
-    require(A0, K600_LABELS, VIDEOS / "carving_ice.mp4")
+def _no_camera_here(a0, k600_labels, videos) -> None:
     if list(Path("/dev").glob("video*")):
         pytest.skip("this machine has a camera")
 
 
-def _config(tmp: Path, **source) -> dict:
-    return {
-        "state_dir": str(tmp / "state"),
-        "models_dir": str(tmp / "models"),
-        "source": source or {"kind": "auto"},
-        "model": {"path": str(A0), "labels": str(K600_LABELS)},
-        "mqtt": {"enabled": False, "stats_interval_s": 1},
-    }
+@pytest.fixture
+def camera_wait_config(a0: Path, k600_labels: Path) -> Callable[..., dict]:
+    """``camera_wait_config(tmp, **source)``: A0 on ``source`` (default: auto), no MQTT."""
+
+    def make(tmp: Path, **source) -> dict:
+        return {
+            "state_dir": str(tmp / "state"),
+            "models_dir": str(tmp / "models"),
+            "source": source or {"kind": "auto"},
+            "model": {"path": str(a0), "labels": str(k600_labels)},
+            "mqtt": {"enabled": False, "stats_interval_s": 1},
+        }
+
+    return make
 
 
 def _statuses(notify: NotifySocket) -> list[str]:
@@ -36,11 +41,11 @@ def _statuses(notify: NotifySocket) -> list[str]:
 
 
 @pytest.fixture
-def waiting(tmp_path):
+def waiting(camera_wait_config, tmp_path):
     notify = NotifySocket(tmp_path / "notify.sock")
     d = DaemonProcess(
         tmp_path / "d",
-        _config(tmp_path),
+        camera_wait_config(tmp_path),
         env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "3000000"},
     )
     d.start("--wait-for-camera")
@@ -66,7 +71,7 @@ def test_no_camera_waits_visibly_and_feeds_the_watchdog(waiting):
     assert code == 0, d.log()
 
 
-def test_a_reload_naming_a_clip_ends_the_wait(waiting):
+def test_a_reload_naming_a_clip_ends_the_wait(videos, waiting):
     d, notify = waiting
     # A refused config keeps waiting and says why.
     d.config_path.write_text("source: {kind: opencv, uri: 'http://127.0.0.1:9/v', loop: true}\n")
@@ -76,7 +81,7 @@ def test_a_reload_naming_a_clip_ends_the_wait(waiting):
     )
     assert "source.loop" in d.log() and "still waiting" in d.log()
     assert d.alive()
-    d.write_config({**d.config, "source": {"uri": str(VIDEOS / "carving_ice.mp4"), "loop": True}})
+    d.write_config({**d.config, "source": {"uri": str(videos / "carving_ice.mp4"), "loop": True}})
     d.signal(signal.SIGHUP)
     wait_until(
         lambda: any(s.startswith("STATUS=video:") for s in _statuses(notify)),
@@ -88,8 +93,8 @@ def test_a_reload_naming_a_clip_ends_the_wait(waiting):
     assert code == 0, d.log()
 
 
-def test_without_the_option_no_camera_still_exits_3(tmp_path):
-    d = DaemonProcess(tmp_path / "d", _config(tmp_path))
+def test_without_the_option_no_camera_still_exits_3(camera_wait_config, tmp_path):
+    d = DaemonProcess(tmp_path / "d", camera_wait_config(tmp_path))
     d.start()
     assert d.proc is not None
     assert d.proc.wait(120) == 3, d.log()

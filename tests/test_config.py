@@ -212,7 +212,7 @@ def test_source_mistakes_are_config_errors_for_check_config_and_run(
     # Found at run time these would exit 3, which systemd restarts every 10 s.
     bad = tmp_path / "c.yaml"
     bad.write_text(f"source: {source}\n")
-    proc = run_cli("check-config", str(bad), env=_env(tmp_path))
+    proc = run_cli("check-config", str(bad), env=isolated_env(tmp_path / "unused-models"))
     assert_one_line_error(proc, str(bad), *needles)
     assert "secret" not in proc.stderr
 

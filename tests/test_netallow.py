@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edge import netallow
 from edge.config import parse_config
-from tests.conftest import assert_one_line_error, run_cli
+from tests.support.cli import assert_one_line_error, run_cli
 
 
 def test_allow_list_is_loopback_broker_stream_camera_and_extra_subnets() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,16 +14,19 @@ from edge.config import SourceConfig
 from edge.errors import SourceError
 from edge.sources.factory import make_capture
 from edge.sources.mjpeg import MjpegBackend, jpeg_size, reduction
-from tests.conftest import VIDEOS, require
+from tests.support.assets import require
 from tests.support.mjpeg_server import MjpegServer
-
-CLIP = VIDEOS / "arm_wrestling.mp4"
 
 
 @pytest.fixture
-def server():
-    require(CLIP)
-    with MjpegServer(CLIP, fps=30.0, width=640, max_frames=20) as s:
+def clip(videos: Path) -> Path:
+    return videos / "arm_wrestling.mp4"
+
+
+@pytest.fixture
+def server(clip):
+    require(clip)
+    with MjpegServer(clip, fps=30.0, width=640, max_frames=20) as s:
         yield s
 
 

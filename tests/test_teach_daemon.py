@@ -7,11 +7,9 @@ import json
 import pytest
 
 from edge.mqtt.payloads import ResultPayload
-from tests.conftest import CV_FRUITS, IMAGES, MOBILENET, MOBILENET_LABELS, VIDEOS, require
-from tests.support.broker import broker_factory_fixture, broker_fixture  # noqa: F401
 from tests.support.daemon import DaemonProcess
 from tests.support.mjpeg_server import MjpegServer
-from tests.test_daemon import BASE, _assets, _wait_label, config_for, events  # noqa: F401
+from tests.test_daemon import BASE, _wait_label, events
 
 
 @pytest.fixture
@@ -53,7 +51,9 @@ def _state_where(sub, test, what: str) -> dict:
     )
 
 
-def test_teach_from_live_video_forget_and_it_survives_a_restart(broker, daemons, tmp_path):
+def test_teach_from_live_video_forget_and_it_survives_a_restart(
+    config_for, broker, daemons, tmp_path
+):
     cfg = config_for(tmp_path, broker.port)
     d = daemons(cfg)
     with broker.subscriber(f"{BASE}/#") as sub:
@@ -109,8 +109,10 @@ def _states(sub) -> list[dict]:
     return [m.json() for m in sub.on(f"{BASE}/state") if m.payload]
 
 
-def test_teach_while_the_camera_is_stalled_is_an_error_reply(broker, daemons, tmp_path):
-    server = MjpegServer(VIDEOS / "carving_ice.mp4", fps=10)
+def test_teach_while_the_camera_is_stalled_is_an_error_reply(
+    videos, config_for, broker, daemons, tmp_path
+):
+    server = MjpegServer(videos / "carving_ice.mp4", fps=10)
     server.start()
     try:
         cfg = config_for(
@@ -132,14 +134,15 @@ def test_teach_while_the_camera_is_stalled_is_an_error_reply(broker, daemons, tm
         server.stop()
 
 
-def test_still_mode_photo_now_and_relabel_a_past_photo(broker, daemons, tmp_path):
-    require(CV_FRUITS / "model.tflite", MOBILENET, IMAGES / "fruit_apple.jpg")
+def test_still_mode_photo_now_and_relabel_a_past_photo(
+    mobilenet, cv_fruits, images, config_for, mobilenet_labels, broker, daemons, tmp_path
+):
     cfg = config_for(
         tmp_path,
         broker.port,
         mode="still",
-        source={"kind": "command", "command": f"cp {IMAGES / 'fruit_apple.jpg'} {{path}}"},
-        still_models=[{"path": str(MOBILENET), "labels": str(MOBILENET_LABELS)}],
+        source={"kind": "command", "command": f"cp {images / 'fruit_apple.jpg'} {{path}}"},
+        still_models=[{"path": str(mobilenet), "labels": str(mobilenet_labels)}],
     )
     d = daemons(cfg)
     with broker.subscriber(f"{BASE}/#") as sub:
@@ -167,7 +170,7 @@ def test_still_mode_photo_now_and_relabel_a_past_photo(broker, daemons, tmp_path
         assert code == 0, d.log()
 
 
-def test_a_corrupt_store_turns_teaching_off_not_the_sensor(broker, daemons, tmp_path):
+def test_a_corrupt_store_turns_teaching_off_not_the_sensor(config_for, broker, daemons, tmp_path):
     cfg = config_for(tmp_path, broker.port)
     store = tmp_path / "state" / "teach.sqlite"
     store.parent.mkdir(parents=True)

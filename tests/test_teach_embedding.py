@@ -8,22 +8,13 @@ import warnings
 import numpy as np
 import pytest
 
-from edge.classifiers.image import load_image_classifier, read_image
+from edge.classifiers.image import read_image
 from edge.classifiers.stream import StreamClassifier
 from edge.errors import ModelError
 from edge.frame import Frame
+from edge.loader import load_image
 from edge.runtime import open_interpreter
 from edge.teach.embedding import StreamEmbedding, find_image_embedding
-from tests.conftest import (
-    A0,
-    CV_FRUITS,
-    IMAGES,
-    K600_LABELS,
-    MOBILENET,
-    MOBILENET_LABELS,
-    VIDEOS,
-    require,
-)
 
 
 def _preserved(path, index, image_input):
@@ -42,14 +33,15 @@ def _preserved(path, index, image_input):
 @pytest.mark.parametrize(
     ("model", "labels", "name", "size"),
     [
-        (MOBILENET, MOBILENET_LABELS, "MobilenetV2/Logits/AvgPool", 1280),
-        (CV_FRUITS, None, "pool10", 512),
+        ("mobilenet", "mobilenet_labels", "MobilenetV2/Logits/AvgPool", 1280),
+        ("cv_fruits", None, "pool10", 512),
     ],
 )
-def test_image_embedding_is_the_pool_before_the_logits(model, labels, name, size):
-    require(model, IMAGES / "fox.jpeg")
-    clf = load_image_classifier(model, labels=labels)
-    fox = read_image(IMAGES / "fox.jpeg")
+def test_image_embedding_is_the_pool_before_the_logits(request, images, model, labels, name, size):
+    model = request.getfixturevalue(model)
+    labels = request.getfixturevalue(labels) if labels else None
+    clf = load_image(model, labels=labels)
+    fox = read_image(images / "fox.jpeg")
     before = clf.classify(fox)
     tensor = clf.enable_embedding()
     assert (tensor.name, tensor.size) == (name, size)
@@ -64,23 +56,22 @@ def test_image_embedding_is_the_pool_before_the_logits(model, labels, name, size
     np.testing.assert_allclose(emb, want, rtol=1e-5, atol=1e-5)
 
 
-def test_a_model_without_a_pooled_feature_before_its_logits_is_refused():
-    require(A0)
-    it = open_interpreter(A0)
+def test_a_model_without_a_pooled_feature_before_its_logits_is_refused(a0):
+    it = open_interpreter(a0)
     logits = next(int(d["index"]) for d in it.get_output_details() if tuple(d["shape"]) == (1, 600))
     with pytest.raises(ModelError, match="no usable embedding"):
-        find_image_embedding(it, logits, A0)
+        find_image_embedding(it, logits, a0)
 
 
-def _clip(name):
+def _clip(videos, name):
     from edge.pacing import Pacer
     from edge.sources.video_file import VideoFile
 
-    return [f.image for f in VideoFile(VIDEOS / name).frames(Pacer(5.0).take)]
+    return [f.image for f in VideoFile(videos / name).frames(Pacer(5.0).take)]
 
 
-def _embedding_after(frames, horizon_s):
-    clf = StreamClassifier(A0, labels_path=K600_LABELS, horizon_s=horizon_s, reset_gap_s=math.inf)
+def _embedding_after(a0, k600_labels, frames, horizon_s):
+    clf = StreamClassifier(a0, labels_path=k600_labels, horizon_s=horizon_s, reset_gap_s=math.inf)
     reader = StreamEmbedding(clf)
     assert reader.size == 480
     assert not reader.read().any()  # nothing seen yet
@@ -91,23 +82,27 @@ def _embedding_after(frames, horizon_s):
     return e / np.linalg.norm(e)
 
 
-def test_stream_embedding_is_the_head_average_and_follows_the_horizon():
-    require(A0, K600_LABELS, VIDEOS / "arm_wrestling.mp4", VIDEOS / "carving_ice.mp4")
-    arm, carving = _clip("arm_wrestling.mp4"), _clip("carving_ice.mp4")
-    alone = _embedding_after(carving, 2.0)
+def test_stream_embedding_is_the_head_average_and_follows_the_horizon(a0, k600_labels, videos):
+    arm, carving = _clip(videos, "arm_wrestling.mp4"), _clip(videos, "carving_ice.mp4")
+    alone = _embedding_after(a0, k600_labels, carving, 2.0)
     # Under a 2 s horizon the embedding is the last seconds' (the mature copy): what came
     # before no longer counts. Without one, the whole past is in the average.
-    assert float(alone @ _embedding_after(arm + carving, 2.0)) > 0.99
-    assert float(_embedding_after(carving, 0.0) @ _embedding_after(arm + carving, 0.0)) < 0.95
+    assert float(alone @ _embedding_after(a0, k600_labels, arm + carving, 2.0)) > 0.99
+    assert (
+        float(
+            _embedding_after(a0, k600_labels, carving, 0.0)
+            @ _embedding_after(a0, k600_labels, arm + carving, 0.0)
+        )
+        < 0.95
+    )
 
 
-def test_taught_classes_cost_no_extra_invoke_per_video_step(tmp_path):
+def test_taught_classes_cost_no_extra_invoke_per_video_step(a0, k600_labels, videos, tmp_path):
     from edge.teach.head import attach
     from edge.teach.store import Store
 
-    require(A0, K600_LABELS, VIDEOS / "carving_ice.mp4")
-    clf = StreamClassifier(A0, labels_path=K600_LABELS, horizon_s=4.0, reset_gap_s=math.inf)
-    frames = _clip("carving_ice.mp4")[:12]
+    clf = StreamClassifier(a0, labels_path=k600_labels, horizon_s=4.0, reset_gap_s=math.inf)
+    frames = _clip(videos, "carving_ice.mp4")[:12]
     with Store(tmp_path / "t.sqlite") as store:
         from edge.teach.embedders import ClipEmbedder
 
