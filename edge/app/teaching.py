@@ -19,6 +19,7 @@ from edge.teach.live import MAX_SECONDS, LiveTeacher
 if TYPE_CHECKING:
     from edge.app.commands import App, Reply
     from edge.app.reporter import Reporter
+    from edge.classifiers.base import Classifier
     from edge.config import Config
 
 DEFAULT_SECONDS = 5.0
@@ -42,7 +43,7 @@ class ClassesArgs(CommandArgs):
     """The running model's taught classes and their example counts."""
 
 
-def make_teacher(cfg: Config, classifier: Any, reporter: Reporter) -> LiveTeacher:
+def make_teacher(cfg: Config, classifier: Classifier, reporter: Reporter) -> LiveTeacher:
     t = cfg.teach
 
     def taught(body: dict[str, Any]) -> None:
