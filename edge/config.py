@@ -6,6 +6,7 @@ instead of a setting silently ignored on a device nobody is watching.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -305,6 +306,39 @@ class ServiceConfig(Section):
     ip_allow: list[IPvAnyNetwork] = Field(default_factory=list)
 
 
+class WebConfig(Section):
+    """The live page, its JSON API and /metrics (needs the ``web`` extra: aiohttp)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"  # beyond loopback a token is required
+    port: int = Field(8080, ge=0, le=65535)  # 0: any free port (tests)
+    token_file: Path | None = None  # a file holding the access token (not the token itself)
+
+    @model_validator(mode="after")
+    def _token_beyond_loopback(self) -> WebConfig:
+        if self.enabled and self.token_file is None and not _is_loopback(self.host):
+            raise ValueError(
+                f"web.host {self.host} is reachable from other machines: set web.token_file"
+            )
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class MetricsConfig(Section):
+    """Prometheus metrics: on the web server's /metrics, or as a node_exporter textfile."""
+
+    textfile: Path | None = None  # written atomically every interval_s
+    interval_s: float = Field(15.0, gt=0)
+
+
 class Config(Section):
     device_id: str = Field("edge-1", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     mode: Literal["video", "still"] = "video"
@@ -317,6 +351,8 @@ class Config(Section):
     still: StillConfig = StillConfig()
     teach: TeachConfig = TeachConfig()
     service: ServiceConfig = ServiceConfig()
+    web: WebConfig = WebConfig()
+    metrics: MetricsConfig = MetricsConfig()
     state_dir: Path = Path("/var/lib/edge")
     models_dir: Path | None = None  # default: $EDGE_MODELS_DIR or ~/.local/share/edge/models
     log_level: Literal["debug", "info", "warning", "error"] = "info"
