@@ -54,6 +54,7 @@ _STATS: tuple[tuple[str, str, str, str, float], ...] = (
     ("rss_mb", "edge_resident_memory_bytes", "Resident set size", "g", 2**20),
     ("rss_anon_mb", "edge_anonymous_memory_bytes", "Anonymous resident memory", "g", 2**20),
     ("pss_mb", "edge_proportional_memory_bytes", "Proportional set size", "g", 2**20),
+    ("cgroup_mb", "edge_cgroup_memory_bytes", "The service cgroup's memory.current", "g", 2**20),
 )
 _BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 

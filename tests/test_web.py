@@ -11,6 +11,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ import pytest
 pytest.importorskip("aiohttp", reason="the web extra: scripts/setup.sh --test installs it")
 
 from edge.metrics import Metrics
-from edge.mqtt.payloads import Command, reply_payload
+from edge.mqtt.payloads import Command, CommandRejected, parse_command, reply_payload
 from edge.web.hub import Hub
 from edge.web.server import WebServer
 
@@ -31,11 +32,18 @@ class Recorder:
         self.commands: list[Command] = []
         self.figures: dict[str, Any] = {"model_fps": 5.0, "outbox_depth": 3, "mode": "video"}
 
-    def submit(self, command: Command, reply) -> None:
+    def submit(self, name: str, payload: bytes) -> Future:
+        """Like the daemon's inbox: validated at once, answered later from another thread."""
+        done: Future = Future()
+        try:
+            command = parse_command(name, payload, 4096)
+        except CommandRejected as exc:
+            done.set_result(reply_payload(False, id=exc.id, error=str(exc)))
+            return done
         self.commands.append(command)
-        threading.Thread(
-            target=reply, args=(reply_payload(True, id=command.id, did=command.name),)
-        ).start()
+        reply = reply_payload(True, id=command.id, did=command.name)
+        threading.Thread(target=done.set_result, args=(reply,)).start()
+        return done
 
     def snapshot_jpeg(self) -> bytes | None:
         return b"\xff\xd8fake-jpeg\xff\xd9"

@@ -98,6 +98,7 @@ def snapshot(app: App, args: SnapshotArgs) -> Reply:
     snap_dir.mkdir(parents=True, exist_ok=True)
     path = snap_dir / "latest.jpg"
     path.write_bytes(data)
+    app.reporter.snapshot(data)
     h, w = frame.image.shape[:2]
     return {
         "path": str(path),

@@ -17,15 +17,18 @@ from typing import Any
 
 from edge import __version__
 from edge.app import commands, overrides
+from edge.app.faces import Faces
 from edge.app.pipeline import Builder, LastFrame, Mode, ModelInfo, Parts, Pipeline
 from edge.app.reporter import Reporter
 from edge.app.status import Figures, status_line
 from edge.app.still import StillPipeline
 from edge.app.video import VideoPipeline
+from edge.catalogue import installed_names
 from edge.config import Config, load_config
 from edge.errors import EdgeError
 from edge.mqtt.publisher import Publisher
 from edge.notify import Notifier
+from edge.stats import CpuMeter
 
 log = logging.getLogger("edge.daemon")
 
@@ -48,6 +51,7 @@ class Daemon:
         self.last = LastFrame()  # outlives pipelines: a swap is no camera stall
         self.publisher: Publisher | None = None
         self.inbox = commands.Inbox(cfg.mqtt.max_command_bytes)  # commands from other threads
+        self.faces: Faces | None = None
         self._pipeline: Pipeline | None = None
         self._notified_ready = False
         self._last_stats = 0.0
@@ -82,6 +86,12 @@ class Daemon:
             raise
         self._pipeline = pipeline
         self.reporter.sink = self.publisher
+        self.faces = Faces(self)
+        try:
+            self.faces.start()
+        except BaseException:
+            pipeline.stop()
+            raise
         if self.publisher:
             self.publisher.start()
         pipeline.start()
@@ -107,6 +117,7 @@ class Daemon:
             mode=cfg.mode,
             commands=commands.SCHEMAS,
         )
+        publisher.models = tuple(installed_names(cfg.resolved_models_dir))
         publisher.check()
         return publisher
 
@@ -152,14 +163,17 @@ class Daemon:
         if self.pipeline.alive() and self.reporter.ready:
             self.notifier.watchdog()  # fed only while the camera delivers
         self.reporter.heartbeat(now, self.cfg.mqtt.heartbeat_s)
+        if self.faces is not None:
+            self.faces.tick(now)
         if now - self._last_stats >= self.cfg.mqtt.stats_interval_s:
             self._last_stats = now
             stats = self.stats()
             self.notifier.status(self._status_line(stats))
             self.reporter.stats(stats)
 
-    def stats(self) -> dict[str, Any]:
-        return self.figures.stats(self.cfg.mode, self.pipeline.stats(), self.publisher)
+    def stats(self, cpu: CpuMeter | None = None) -> dict[str, Any]:
+        """The ``stats`` figures; ``cpu`` measures since its own last reading (default: ours)."""
+        return self.figures.stats(self.cfg.mode, self.pipeline.stats(), self.publisher, cpu)
 
     def _status_line(self, stats: dict[str, Any] | None = None) -> str:
         model = self.pipeline.model_info().name
@@ -216,6 +230,8 @@ class Daemon:
             if pipeline is not self.pipeline:
                 pipeline.stop(keep=self.pipeline.parts())
             raise
+        if self.faces is not None:
+            self.faces.reconfigured(new.web, new.metrics)
         self.cfg = new
         self._switch(pipeline)
         if publisher is not self.publisher:
@@ -231,6 +247,8 @@ class Daemon:
         """Stop within ~2 s: camera and MQTT flush run side by side."""
         self.notifier.stopping()
         self.inbox.close()
+        if self.faces is not None:
+            self.faces.stop()
         threads = []
         if self._pipeline is not None:
             threads.append(threading.Thread(target=self._pipeline.stop, daemon=True))

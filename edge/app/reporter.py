@@ -47,6 +47,7 @@ class Sink(Protocol):
     def publish_prediction(self, payload: dict[str, Any]) -> None: ...
     def publish_result(self, payload: dict[str, Any]) -> None: ...
     def publish_stats(self, payload: dict[str, Any]) -> None: ...
+    def publish_snapshot(self, jpeg: bytes) -> None: ...
 
 
 class Reporter:
@@ -208,3 +209,8 @@ class Reporter:
 
     def stats(self, payload: dict[str, Any]) -> None:
         self._emit("stats", payload)
+
+    def snapshot(self, jpeg: bytes) -> None:
+        """A snapshot was taken: the retained ``snapshot`` topic (Home Assistant's image)."""
+        if self.sink is not None:
+            self.sink.publish_snapshot(jpeg)

@@ -22,7 +22,11 @@ class Figures:
         self.cpu = CpuMeter()
 
     def stats(
-        self, mode: str, pipeline: PipelineStats, publisher: Publisher | None
+        self,
+        mode: str,
+        pipeline: PipelineStats,
+        publisher: Publisher | None,
+        cpu: CpuMeter | None = None,
     ) -> dict[str, Any]:
         mem = memory_mb()
         return stats_payload(
@@ -33,7 +37,7 @@ class Figures:
             outbox_depth=publisher.outbox_depth if publisher else 0,
             outbox_dropped=publisher.dropped if publisher else 0,
             mqtt_connected=bool(publisher and publisher.connected),
-            cpu_percent=self.cpu.percent(),
+            cpu_percent=(cpu or self.cpu).percent(),
             rss_mb=mem["rss_mb"] or rss_bytes() / 2**20,
             rss_anon_mb=mem["rss_anon_mb"],
             pss_mb=mem["pss_mb"],

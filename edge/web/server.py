@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from concurrent.futures import Future
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,12 +24,11 @@ from aiohttp import web
 
 from edge.errors import ConfigError
 from edge.metrics import CONTENT_TYPE, Metrics
-from edge.mqtt.payloads import Command, CommandRejected, encode, parse_command, reply_payload
+from edge.mqtt.payloads import encode, reply_payload
 from edge.web.hub import Hub
 
 log = logging.getLogger(__name__)
 
-Reply = Callable[[dict[str, Any]], None]
 COMMAND_TIMEOUT_S = 90.0  # a teach command records for its seconds before it answers
 PREDICTIONS_HZ = 5.0  # per page: smoothed bars move without flooding a phone
 KEEPALIVE_S = 15.0
@@ -39,8 +38,8 @@ _STREAM_QUEUE = 256
 class Controls(Protocol):
     """What the server needs from the daemon."""
 
-    def submit(self, command: Command, reply: Reply) -> None:
-        """Run ``command`` on the daemon's loop; ``reply`` is called with the reply payload."""
+    def submit(self, name: str, payload: bytes) -> Future[dict[str, Any]]:
+        """Validate a raw command as MQTT does and run it on the daemon's loop; its reply."""
 
     def snapshot_jpeg(self) -> bytes | None: ...
 
@@ -133,7 +132,7 @@ class WebServer:
                 web.post("/api/cmd/{name}", self._command),
             ]
         )
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port)
         try:
@@ -185,7 +184,7 @@ class WebServer:
         if "/" in name or suffix not in types:
             raise web.HTTPNotFound()
         try:
-            body = resources.files("edge.web").joinpath("static", name).read_bytes()
+            body = resources.files("edge.web").joinpath("static").joinpath(name).read_bytes()
         except (FileNotFoundError, IsADirectoryError):
             raise web.HTTPNotFound() from None
         return web.Response(body=body, content_type=types[suffix], charset="utf-8")
@@ -232,25 +231,13 @@ class WebServer:
                 status=413,
             )
         try:
-            command = parse_command(name, body, self._max_command_bytes)
-        except CommandRejected as exc:
-            log.info("web: refused command %r: %s", name, exc)
-            return web.json_response(reply_payload(False, error=str(exc), id=exc.id), status=400)
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[dict[str, Any]] = loop.create_future()
-
-        def reply(payload: dict[str, Any]) -> None:
-            def settle() -> None:
-                if not done.done():
-                    done.set_result(payload)
-
-            loop.call_soon_threadsafe(settle)
-
-        self._controls.submit(command, reply)
-        try:
-            answer = await asyncio.wait_for(done, COMMAND_TIMEOUT_S)
+            answer = await asyncio.wait_for(
+                asyncio.wrap_future(self._controls.submit(name, body)), COMMAND_TIMEOUT_S
+            )
         except asyncio.TimeoutError:
-            answer = reply_payload(False, error="no reply from the daemon in time", id=command.id)
+            answer = reply_payload(False, error="no reply from the daemon in time")
+        if not answer.get("ok"):
+            log.info("web: command %s: %s", name, answer.get("error"))
         return web.json_response(answer, status=200 if answer.get("ok") else 400, dumps=_dumps)
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:

@@ -57,6 +57,7 @@ function showState(s) {
   state = s;
   setMode(s.mode);
   $("label").textContent = s.label == null ? "none" : s.label;
+  if (!document.body.dataset.firstStateMs) document.body.dataset.firstStateMs = String(Math.round(performance.now()));
   $("score").textContent = s.label == null ? "–" : pct(s.score);
   $("since").textContent = ago(s.since);
   const cam = s.camera || "ok";
