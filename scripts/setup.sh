@@ -13,8 +13,10 @@ Set up edge in this checkout: the system packages it lacks, a virtual environmen
 that is already done is skipped, and only what was installed is reported.
 
 Options:
-  --test                 also the test tools, Mosquitto and the models the tests use
+  --test                 also the test tools, Mosquitto, Chromium with its driver (the
+                         live page's browser test) and the models the tests use
   --plot                 also matplotlib, for 'edge classify --plot'
+  --web                  also the live page's server (aiohttp), for 'web.enabled: true'
   --demo                 also Mosquitto and its clients (scripts/demo.sh)
   --models-from DIR|URL  copy the models from a mirror (a USB stick, a local server)
                          instead of downloading them (default: $EDGE_MODEL_MIRROR)
@@ -37,13 +39,14 @@ Android in Termux through proot-distro Debian (see README.md, "Android").
 EOF
 }
 
-want_test=0 want_demo=0 want_plot=0 want_models=1 want_env=1 debian_pkgs=0 venv=.venv
+want_test=0 want_demo=0 want_plot=0 want_web=0 want_models=1 want_env=1 debian_pkgs=0 venv=.venv
 models_from="${EDGE_MODEL_MIRROR:-}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --test) want_test=1 ;;
     --demo) want_demo=1 ;;
     --plot) want_plot=1 ;;
+    --web) want_web=1 ;;
     --no-models) want_models=0 ;;
     --models-only) want_env=0 ;;
     --debian-packages) debian_pkgs=1 ;;
@@ -122,6 +125,10 @@ system_packages() {
     need_cmd openssl openssl
   fi
   if [ $want_test = 1 ]; then need_cmd nats-server nats-server; fi  # the tests' second broker
+  if [ $want_test = 1 ]; then
+    need_cmd chromium chromium
+    need_cmd chromedriver chromium-driver
+  fi
   if [ $is_pi = 1 ]; then need_module picamera2 python3-picamera2; fi
   if [ $debian_pkgs = 1 ]; then
     need_module numpy python3-numpy
@@ -148,6 +155,7 @@ environment() {
   extras=()
   if [ $want_test = 1 ]; then extras+=(test); fi
   if [ $want_plot = 1 ]; then extras+=(plot); fi
+  if [ $want_web = 1 ]; then extras+=(web); fi
   pip() { "$venv/bin/python" -m pip -q --disable-pip-version-check "$@"; }
 
   if [ -x "$venv/bin/python" ] && [ $debian_pkgs = 1 ] && \
