@@ -160,7 +160,7 @@ def test_live_stream_carries_what_the_hub_gets(served) -> None:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    assert opened.wait(10)
+    assert opened.wait(30)
     while hub.watchers == 0:
         threading.Event().wait(0.02)
     hub.push("event", {"type": "start", "label": "squat"})

@@ -245,6 +245,7 @@ class WebServer:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
         )
         await response.prepare(request)
+        await response.write(b": connected\n\n")  # sends the headers: the page is live now
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(_STREAM_QUEUE)
         next_prediction = 0.0
