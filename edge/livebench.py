@@ -71,8 +71,42 @@ class _Collector:
         self.client.loop_stop()
 
 
+class _PageWatcher:
+    """An open live page: a client on the daemon's event stream, reading everything it gets."""
+
+    def __init__(self, port: int) -> None:
+        self.events = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(port,), daemon=True)
+        self._thread.start()
+
+    def _run(self, port: int) -> None:
+        import urllib.request
+
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        while not self._stop.is_set():
+            try:
+                with opener.open(f"http://127.0.0.1:{port}/api/stream", timeout=30) as stream:
+                    for line in stream:
+                        if line.startswith(b"event:"):
+                            self.events += 1
+                        if self._stop.is_set():
+                            return
+            except OSError:
+                self._stop.wait(0.2)  # the daemon is still starting
+
+    def close(self) -> None:
+        self._stop.set()
+
+
 def run_live(
-    *, model: str | None, labels: str | None, video: Path, duration_s: float, warmup_s: float
+    *,
+    model: str | None,
+    labels: str | None,
+    video: Path,
+    duration_s: float,
+    warmup_s: float,
+    page: bool = False,
 ) -> dict[str, Any]:
     mosquitto = shutil.which("mosquitto") or (
         "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
@@ -100,12 +134,16 @@ def run_live(
         "model": model_cfg,
         "mqtt": {"host": "127.0.0.1", "port": port, "predictions_max_hz": 100},
     }
+    web_port = _free_port()
+    if page:
+        config["web"] = {"enabled": True, "port": web_port}
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     broker = subprocess.Popen(
         [mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     daemon = None
     collector = None
+    watcher: _PageWatcher | None = None
     memory: list[tuple[float, dict[str, float | None]]] = []
     cpu_window: dict[str, float] = {}
     try:
@@ -127,6 +165,8 @@ def run_live(
             stdout=subprocess.DEVNULL,
             stderr=open(work / "daemon.log", "wb"),  # noqa: SIM115 - closed with the process
         )
+        if page:
+            watcher = _PageWatcher(web_port)
         t0 = time.monotonic()
         while time.monotonic() - t0 < warmup_s + duration_s:
             if daemon.poll() is not None:
@@ -151,6 +191,8 @@ def run_live(
             daemon.wait(10)
         if collector is not None:
             collector.close()
+        if watcher is not None:
+            watcher.close()
         broker.terminate()
         broker.wait(10)
         shutil.rmtree(work, ignore_errors=True)
@@ -164,6 +206,7 @@ def run_live(
     lat50, inf50 = _percentile(lat, 50), _percentile(inf, 50)
     return {
         "live": True,
+        "page": None if watcher is None else {"open": True, "events_received": watcher.events},
         "video": str(video),
         "duration_s": duration_s,
         "steps": len(steady),
@@ -250,8 +293,10 @@ def format_live(r: dict[str, Any]) -> str:
 
     cpu = r["cpu"]
     mem = r["memory_mb"]
+    page = r.get("page")
+    seen = "" if page is None else f", live page open ({page['events_received']} events read)"
     lines = [
-        f"live: edge run on {r['video']} for {r['duration_s']:.0f} s, {r['steps']} steps",
+        f"live: edge run on {r['video']} for {r['duration_s']:.0f} s, {r['steps']} steps{seen}",
         f"  frame→delivery latency p50 {f(r['latency_ms']['p50'], ' ms')}"
         f"  p95 {f(r['latency_ms']['p95'], ' ms')}",
         f"  inference           p50 {f(r['inference_ms']['p50'], ' ms')}"

@@ -72,6 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "latency, CPU per model step and memory instead",
     )
     parser.add_argument(
+        "--page",
+        action="store_true",
+        help="--live: with the live page open (web enabled, a client on its event stream), "
+        "to compare with a run without it",
+    )
+    parser.add_argument(
         "--duration", type=float, default=60.0, help="--live: seconds to measure (default 60)"
     )
     parser.add_argument(
@@ -227,6 +233,7 @@ def _run_live(args: argparse.Namespace, video: Path) -> int:
             video=video.resolve(),
             duration_s=args.duration,
             warmup_s=args.warmup,
+            page=args.page,
         )
     )
     print(json.dumps(result) if args.json else format_live(result))
