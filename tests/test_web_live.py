@@ -190,9 +190,35 @@ def test_the_page_in_a_browser_shows_the_live_label(broker, live, tmp_path) -> N
             what="the snapshot on the page",
         )
         wait_until(lambda: label.text == "carving ice", 60, what="the label back after reset")
+
+        # teach two seconds of the live camera as a class of its own, from the page
+        driver.find_element("id", "teach-label").send_keys("ice work")
+        seconds = driver.find_element("id", "teach-seconds")
+        seconds.clear()
+        seconds.send_keys("2")
+        driver.find_element("id", "teach-btn").click()
+        wait_until(lambda: reply.text.startswith("teach: "), 20, what="the teach reply")
+        assert reply.text == "teach: ok"
+        taught = sub.wait_for(
+            lambda ms: [m.json() for m in ms if m.json().get("type") == "taught"],
+            30,
+            what="the taught event",
+        )
+        assert taught[-1]["label"] == "ice work" and taught[-1]["examples"] > 0
+
+        def classes() -> str:
+            return driver.find_element("id", "classes").text
+
+        wait_until(lambda: "ice work (" in classes(), 20, what="the taught class on the page")
+        metrics = _get(port, "/metrics")[1].decode()
+        assert 'edge_taught_examples{label="ice work"}' in metrics
+        thumbs = driver.find_elements("css selector", "#classes img")
+        assert thumbs and thumbs[0].get_attribute("src").startswith("data:image/jpeg;base64,")
         shot = SCREENSHOTS / "live-page.png"
         driver.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
+        driver.find_element("css selector", "#classes button").click()  # forget
+        wait_until(lambda: "ice work" not in classes(), 20, what="the class forgotten")
     print(
         f"\nlive label drawn {first_ms} ms after navigation started"
         f" ({shown_after:.2f} s as polled through the driver); screenshot {shot}"

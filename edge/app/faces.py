@@ -40,6 +40,9 @@ class Faces:
         self.server: WebServer | None = None
         self._cpu = CpuMeter()  # the stats topic keeps its own measuring window
         self._next_textfile = 0.0
+        self._taught: dict[str, int] = {}  # examples per taught class, read on the loop
+        self._taught_seen: object = None
+        self._taught_dirty = True
         self._unsubscribe: Callable[[], None] | None = None
         if cfg.web.enabled or cfg.metrics.textfile is not None:
             self.metrics = Metrics(self.figures)
@@ -64,7 +67,15 @@ class Faces:
             log.warning("web/metrics settings changed: they take effect when edge restarts")
 
     def tick(self, now: float) -> None:
-        """On the daemon's loop: write the metrics textfile when it is due."""
+        """On the daemon's loop: count taught examples after a change, write the textfile."""
+        if self._taught_dirty and self.metrics is not None:
+            self._taught_dirty = False
+            try:
+                described = self._daemon.pipeline.teacher.describe()
+            except Exception as exc:  # a damaged store is the teacher's to report
+                log.debug("metrics: taught classes not counted: %s", exc)
+                described = {}
+            self._taught = {c["label"]: int(c["examples"]) for c in described.get("classes", [])}
         path = self._metrics_cfg.textfile
         if self.metrics is not None and path is not None and now >= self._next_textfile:
             self._next_textfile = now + self._metrics_cfg.interval_s
@@ -79,6 +90,11 @@ class Faces:
         metrics = self.metrics
         if metrics is None:
             return
+        if message.kind == "state" and message.payload.get("taught") != self._taught_seen:
+            self._taught_seen = message.payload.get("taught")
+            self._taught_dirty = True
+        elif message.kind == "event" and message.payload.get("type") == "taught":
+            self._taught_dirty = True
         if message.kind == "prediction":
             ms = message.payload.get("inference_ms")
             if ms is not None:
@@ -112,6 +128,7 @@ class Faces:
             camera="ok" if reporter.camera_ok else "stalled",
             model=reporter.model.name,
             mqtt_reconnects=daemon.publisher.reconnects if daemon.publisher else 0,
+            taught=dict(self._taught),
             ts=time.time(),
         )
         return figures

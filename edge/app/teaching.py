@@ -40,7 +40,10 @@ class ForgetArgs(CommandArgs):
 
 
 class ClassesArgs(CommandArgs):
-    """The running model's taught classes and their example counts."""
+    """The running model's taught classes and their example counts (``thumbnails``: with the
+    newest thumbnail of each, for the live page)."""
+
+    thumbnails: bool = False
 
 
 def make_teacher(cfg: Config, classifier: Classifier, reporter: Reporter) -> LiveTeacher:
@@ -121,4 +124,4 @@ def forget(app: App, args: ForgetArgs) -> Reply:
 
 
 def classes(app: App, args: ClassesArgs) -> Reply:
-    return app.pipeline.teacher.describe()
+    return app.pipeline.teacher.describe(thumbnails=args.thumbnails)

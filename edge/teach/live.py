@@ -10,6 +10,7 @@ live teaching session keeps one embedding per second of frames as examples.
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -215,13 +216,20 @@ class LiveTeacher:
         self._refit()
         return {"label": label, "forgotten": gone}
 
-    def describe(self) -> dict[str, Any]:
-        """``cmd/classes`` and the ``taught`` part of ``state``."""
+    def describe(self, thumbnails: bool = False) -> dict[str, Any]:
+        """``cmd/classes`` and the ``taught`` part of ``state``; ``thumbnails`` adds the newest
+        kept thumbnail of each class (base64 JPEG), for a page."""
         if self.head is None or self.store is None:
             return {"classes": [], "error": self.error}
-        classes = self.store.classes(self.head.key)
+        store, key = self.store, self.head.key
+        classes = store.classes(key)
         body: dict[str, Any] = {**self.head.taught.describe(), "publish": self.publish_mode}
         body["classes"] = [{"label": c.label, "examples": c.count} for c in classes]
+        if thumbnails:
+            for entry in body["classes"]:
+                jpeg = store.class_thumbnail(entry["label"], key)
+                if jpeg is not None:
+                    entry["thumbnail"] = base64.b64encode(jpeg).decode("ascii")
         if not classes:
             body["note"] = f"no taught classes for model {self.head.key.name}"
         if self.session is not None:

@@ -316,6 +316,16 @@ class Store:
         matrix = np.vstack(embs) if embs else np.zeros((0, dim), np.float32)
         return Examples(labels, matrix, views)
 
+    def class_thumbnail(self, label: str, model: ModelKey) -> bytes | None:
+        """The newest thumbnail kept for a class (what a page shows beside its count)."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT thumbnail FROM examples WHERE model_sha256 = ? AND tensor = ?"
+                " AND label = ? AND thumbnail IS NOT NULL ORDER BY id DESC LIMIT 1",
+                (model.sha256, model.tensor, label),
+            ).fetchone()
+        return row[0] if row else None
+
     def thumbnail(self, example_id: int) -> bytes | None:
         with self._connect() as db:
             row = db.execute(

@@ -139,7 +139,7 @@ function addEvent(e) {
   li.textContent = new Date((e.ts || Date.now() / 1000) * 1000).toLocaleTimeString() + "  " + describe(e);
   $("events").prepend(li);
   while ($("events").children.length > 100) $("events").lastChild.remove();
-  if (["taught", "forgot", "teach"].includes(e.type)) loadClasses();
+  if (["taught", "forgot"].includes(e.type)) loadClasses();
 }
 
 function addResult(r) {
@@ -151,8 +151,9 @@ function addResult(r) {
   while ($("results").children.length > 20) $("results").lastChild.remove();
 }
 
-async function command(name, args) {
-  $("reply").textContent = name + "…";
+async function command(name, args, quiet) {
+  const say = (text) => { if (!quiet) $("reply").textContent = text; };
+  say(name + "…");
   try {
     const r = await fetch("/api/cmd/" + name, {
       method: "POST",
@@ -161,16 +162,16 @@ async function command(name, args) {
       body: JSON.stringify(args || {}),
     });
     const body = await r.json();
-    $("reply").textContent = name + ": " + (body.ok ? "ok" : body.error);
+    say(name + ": " + (body.ok ? "ok" : body.error));
     return body;
   } catch (err) {
-    $("reply").textContent = name + ": " + err;
+    say(name + ": " + err);
     return { ok: false, error: String(err) };
   }
 }
 
 async function loadClasses() {
-  const reply = await command("classes", {});
+  const reply = await command("classes", { thumbnails: true }, true);
   if (!reply.ok) { $("classes").replaceChildren(); return; }
   const list = reply.classes || [];
   $("classes").replaceChildren(...list.map((c) => {
@@ -182,7 +183,7 @@ async function loadClasses() {
       li.append(img);
     }
     const span = document.createElement("span");
-    span.textContent = c.label + " (" + c.count + ")";
+    span.textContent = c.label + " (" + c.examples + ")";
     const forget = document.createElement("button");
     forget.className = "small";
     forget.textContent = "forget";
