@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.support.broker import require_mosquitto
 from tests.support.cli import run_cli
 
@@ -34,8 +36,9 @@ def test_live_bench_reports_latency_against_inference_and_memory(a0, k600_labels
     assert lat >= inf  # delivery includes the inference of that very frame
     cpu = r["cpu"]
     assert cpu["ms_per_step"] > 0 and cpu["percent"] > 0
-    # The daemon's CPU per step covers at least the inference the daemon itself reported.
-    assert cpu["ms_per_step"] >= inf
+    # One measurement seen two ways: CPU per step times steps per second is the CPU share.
+    # (Not against the inference time: that is wall time, longer than CPU time on a busy machine.)
+    assert cpu["percent"] == pytest.approx(cpu["ms_per_step"] * cpu["steps_per_s"] / 10, rel=0.05)
     mem = r["memory_mb"]
     for key in ("rss_anon_mb", "pss_mb", "rss_mb"):
         assert mem[key]["max"] >= mem[key]["steady_median"] > 10, key

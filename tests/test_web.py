@@ -24,7 +24,8 @@ from edge.web.hub import Hub
 from edge.web.server import WebServer
 
 TOKEN = "s3cret-token-0123456789"
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, never a proxy
+# Not urlopen: its opener is built once per process and keeps the proxies of that moment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class Recorder:
@@ -149,7 +150,7 @@ def test_live_stream_carries_what_the_hub_gets(served) -> None:
     opened = threading.Event()
 
     def read() -> None:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/api/stream", timeout=10) as r:
+        with _OPENER.open(f"http://127.0.0.1:{server.port}/api/stream", timeout=10) as r:
             opened.set()
             for raw in r:
                 line = raw.decode().strip()
