@@ -10,13 +10,11 @@ import json
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from edge.config import merge as deep_merge
-from tests.conftest import A0, K600_LABELS, ROOT, VIDEOS, require
-from tests.support.broker import broker_factory_fixture, broker_fixture, free_port, wait_until  # noqa: F401
+from tests.support.assets import ROOT
+from tests.support.broker import free_port, wait_until
 from tests.support.browser import chromium
 from tests.support.daemon import DaemonProcess
 
@@ -25,31 +23,6 @@ pytest.importorskip("aiohttp", reason="the web extra: scripts/setup.sh --test in
 BASE = "edge/dev1"
 SCREENSHOTS = ROOT / "tests" / "screenshots"
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-@pytest.fixture(autouse=True)
-def _assets() -> None:
-    require(A0, K600_LABELS, VIDEOS / "carving_ice.mp4")
-
-
-def _config(tmp: Path, mqtt_port: int, **extra) -> dict:
-    base = {
-        "device_id": "dev1",
-        "state_dir": str(tmp / "state"),
-        "models_dir": str(tmp / "models"),
-        "source": {"kind": "opencv", "uri": str(VIDEOS / "carving_ice.mp4"), "loop": True},
-        "model": {"path": str(A0), "labels": str(K600_LABELS), "fps": 5, "horizon_s": 4},
-        "smoother": {"tau_s": 0.6, "consecutive": 2, "min_dwell_s": 0.5},
-        "mqtt": {
-            "host": "127.0.0.1",
-            "port": mqtt_port,
-            "reconnect_min_s": 0.1,
-            "stats_interval_s": 1,
-            "heartbeat_s": 2,
-            "predictions_max_hz": 5,
-        },
-    }
-    return deep_merge(base, extra)
 
 
 def _get(port: int, path: str) -> tuple[int, bytes]:
@@ -74,9 +47,9 @@ def _post(port: int, path: str, body: bytes) -> tuple[int, dict]:
 
 
 @pytest.fixture
-def live(broker, tmp_path):
+def live(broker, config_for, tmp_path):
     port = free_port()
-    cfg = _config(tmp_path, broker.port, web={"enabled": True, "port": port})
+    cfg = config_for(tmp_path, broker.port, web={"enabled": True, "port": port})
     daemon = DaemonProcess(tmp_path / "d", cfg).start()
     try:
         wait_until(lambda: _get(port, "/api/state")[0] == 200, 60, what=f"the page on {port}")
@@ -226,10 +199,10 @@ def test_the_page_in_a_browser_shows_the_live_label(broker, live, tmp_path) -> N
     assert daemon.alive()
 
 
-def test_metrics_textfile_without_the_web_server(broker, tmp_path) -> None:
+def test_metrics_textfile_without_the_web_server(broker, config_for, tmp_path) -> None:
     prom = tmp_path / "textfile" / "edge.prom"
     prom.parent.mkdir()
-    cfg = _config(tmp_path, broker.port, metrics={"textfile": str(prom), "interval_s": 1})
+    cfg = config_for(tmp_path, broker.port, metrics={"textfile": str(prom), "interval_s": 1})
     daemon = DaemonProcess(tmp_path / "d", cfg).start()
     try:
         wait_until(
