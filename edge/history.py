@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import ConfigError, SourceError
+from edge.files import GROUP_READ, create_private, require_writable
 
 HISTORY_FILENAME = "history.sqlite"
 
@@ -33,7 +34,8 @@ CREATE TABLE IF NOT EXISTS stills (
     source TEXT NOT NULL,
     mode TEXT NOT NULL,
     owned INTEGER NOT NULL DEFAULT 0,
-    image_deleted_ts REAL
+    image_deleted_ts REAL,
+    error TEXT
 );
 CREATE INDEX IF NOT EXISTS stills_ts ON stills(ts);
 CREATE TABLE IF NOT EXISTS still_results (
@@ -72,6 +74,7 @@ class HistoryEntry:
     owned: bool
     image_deleted_ts: float | None
     results: tuple[ModelResult, ...]
+    error: str | None = None  # the image was refused or could not be classified
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +90,7 @@ class HistoryEntry:
                 "kept": self.image_path is not None and self.image_deleted_ts is None,
             },
             "mode": self.mode,
+            "error": self.error,
             "results": [
                 {
                     "model": {"name": r.model_name, "sha256": r.model_sha256},
@@ -133,14 +137,21 @@ class History:
                 self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                require_writable(self.path, "history")
+                create_private(self.path, GROUP_READ)
                 self._db = sqlite3.connect(str(self.path), check_same_thread=False)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(_SCHEMA)
+                columns = {r[1] for r in self._db.execute("PRAGMA table_info(stills)")}
+                if "error" not in columns:  # a history written by an older version
+                    self._db.execute("ALTER TABLE stills ADD COLUMN error TEXT")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA busy_timeout=5000")
             # Fail now, with the path, if the file is not a database.
             self._db.execute("SELECT count(*) FROM stills").fetchone()
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(stills)")}
+            self._error_column = "error" if "error" in columns else "NULL"
         except (sqlite3.Error, OSError) as exc:
             raise SourceError(f"{self.path}: cannot open history database: {exc}") from None
 
@@ -167,12 +178,14 @@ class History:
         mode: str,
         owned: bool,
         results: Iterable[ModelResult],
+        error: str | None = None,
     ) -> int:
-        """Store one classified image with every model's result; returns its id."""
+        """Store one classified image with every model's result (or the ``error`` that
+        stopped it); returns its id."""
         with self._lock, self._db:
             cur = self._db.execute(
                 "INSERT INTO stills (ts, image_path, image_sha256, width, height, source, mode,"
-                " owned) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " owned, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     ts,
                     None if image_path is None else str(image_path),
@@ -182,6 +195,7 @@ class History:
                     source,
                     mode,
                     int(owned),
+                    error,
                 ),
             )
             still_id = int(cur.lastrowid or 0)
@@ -248,7 +262,7 @@ class History:
             args.append(until)
         sql = (
             "SELECT id, ts, image_path, image_sha256, width, height, source, mode, owned,"
-            " image_deleted_ts FROM stills"
+            f" image_deleted_ts, {self._error_column} FROM stills"
         )
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -285,6 +299,7 @@ class History:
                 bool(r[8]),
                 r[9],
                 tuple(results[r[0]]),
+                r[10],
             )
             for r in rows
         ]

@@ -41,6 +41,8 @@ def _text(entry: dict) -> str:
     where = image["path"] or f"sha256:{image['sha256'][:12]}"
     if image["path"] and not image["kept"]:
         where += " (deleted)"
+    if entry.get("error"):
+        return f"{entry['time']}  {where}  [{image['source']}]  refused: {entry['error']}"
     parts = []
     for r in entry["results"]:
         best = r["top"][0] if r["top"] else None

@@ -102,6 +102,8 @@ class Publisher:
         hz = cfg.predictions_max_hz
         self._prediction_interval = 1.0 / hz if hz > 0 else None
         self._next_prediction = 0.0
+        for notice in self._outbox.notices:  # a salvaged or empty outbox is told, once
+            self.publish_event(notice)
 
     # ------------------------------------------------------------------ status
     @property
@@ -110,7 +112,12 @@ class Publisher:
 
     @property
     def dropped(self) -> int:
-        return self._outbox.dropped + self._write_failures
+        return self._outbox.dropped + self._outbox.failed + self._write_failures
+
+    @property
+    def outbox_error(self) -> str | None:
+        """Why messages cannot be stored right now (a full disk, an I/O error), else None."""
+        return self._outbox.error
 
     @property
     def rejected(self) -> int:
