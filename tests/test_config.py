@@ -10,7 +10,9 @@ import pytest
 from edge import catalogue as cat
 from edge.config import Config, default_models_dir, load_config, parse_config
 from edge.errors import ConfigError
+from tests.support.assets import require
 from tests.support.cli import assert_one_line_error, isolated_env, run_cli
+from tests.support.paths import A0, K600_LABELS, VIDEOS
 
 
 def _write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
@@ -144,7 +146,7 @@ def test_check_config_ok_prints_a_summary(mobilenet, mirror, tmp_path) -> None:
     assert proc.stderr == ""  # the model is installed: nothing to warn about
 
 
-def test_check_config_warns_when_the_model_is_not_installed(tmp_path) -> None:
+def test_check_config_fails_when_the_model_is_not_installed(tmp_path) -> None:
     path = _write(
         tmp_path,
         f"""
@@ -153,10 +155,66 @@ def test_check_config_warns_when_the_model_is_not_installed(tmp_path) -> None:
         """,
     )
     proc = run_cli("check-config", str(path), env=isolated_env(tmp_path / "unused-models"))
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith(f"{path}: ok")
-    assert "warning" in proc.stderr
-    assert "edge models fetch movinet-a1-stream-int8" in proc.stderr
+    assert_one_line_error(proc, str(path), "model:", "edge models fetch movinet-a1-stream-int8")
+    assert proc.stdout == ""
+
+
+def _installed_video(tmp_path: Path) -> str:
+    require(A0, K600_LABELS, VIDEOS / "carving_ice.mp4")
+    return (
+        f"model: {{path: {A0}, labels: {K600_LABELS}}}\nmodels_dir: {tmp_path / 'm'}\n"
+        f"source: {{uri: {VIDEOS / 'carving_ice.mp4'}}}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        ("mqtt: {username: u, password_file: /nonexistent/pw}\n", ("mqtt.password_file",)),
+        ("mqtt: {tls: {ca_file: /nonexistent/ca.pem}}\n", ("mqtt.tls.ca_file",)),
+        ("mode: still\n", ("model:", "still_models")),
+    ],
+)
+def test_check_config_fails_on_what_edge_run_refuses(tmp_path, extra, needles) -> None:
+    """Each of these made check-config say "ok" and then `edge run` exit 2."""
+    path = tmp_path / "c.yaml"
+    path.write_text(_installed_video(tmp_path) + extra, encoding="utf-8")
+    proc = run_cli("check-config", str(path), env=isolated_env(tmp_path / "unused-models"))
+    assert_one_line_error(proc, str(path), *needles)
+    run = run_cli(
+        "run",
+        "--config",
+        str(path),
+        "--duration",
+        "3",
+        env=isolated_env(tmp_path / "unused-models"),
+    )
+    assert run.returncode == 2, run.stderr
+
+
+def test_check_config_fails_on_a_missing_video_file(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(_installed_video(tmp_path).replace("carving_ice.mp4", "absent.mp4"))
+    proc = run_cli("check-config", str(path), env=isolated_env(tmp_path / "unused-models"))
+    assert_one_line_error(proc, "source.uri", "absent.mp4", "not found")
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        ("source:\n  frame_timeout_s: .inf\n", ("source.frame_timeout_s", "finite")),
+        ("still:\n  interval_s: .nan\n", ("still.interval_s", "finite")),
+        ("mqtt:\n  heartbeat_s: .inf\n", ("mqtt.heartbeat_s", "finite")),
+        ("mqtt:\n  port: 1883\n  host: a\n  port: 1884\n", ("duplicate key 'port'", "line 4")),
+        ("mode: video\nmode: still\n", ("duplicate key 'mode'", "line 2")),
+    ],
+)
+def test_infinities_nan_and_duplicate_keys_are_refused(tmp_path, text, needles) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert_one_line_error(
+        run_cli("check-config", str(path), env=isolated_env(tmp_path / "unused-models")), *needles
+    )
 
 
 @pytest.mark.parametrize(
