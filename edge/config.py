@@ -285,6 +285,9 @@ class StillConfig(Section):
     watch_poll_s: float = Field(1.0, gt=0)
     keep_images: Literal["all", "none", "days"] = "all"
     keep_days: float = Field(30.0, gt=0)
+    # Photos larger than these are refused before decoding (history row, event, rejected/).
+    max_image_mb: float = Field(50.0, gt=0)
+    max_image_megapixels: float = Field(50.0, gt=0)
 
 
 class TeachConfig(Section):

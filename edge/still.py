@@ -19,14 +19,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.classifiers.image import read_image_bytes
 from edge.errors import EdgeError, SourceError
 from edge.history import History, ModelResult, iso_utc
+from edge.imagefile import ImageLimits, load_image
 
 log = logging.getLogger(__name__)
 
 IMAGES_DIRNAME = "images"
 JPEG_QUALITY = 90
+MAX_ATTEMPTS = 2  # a watched file that stopped the process this often is refused
 
 
 class StillStation:
@@ -34,7 +35,8 @@ class StillStation:
 
     ``classifiers`` are ``ImageClassifier``-like objects (``name``, ``sha256``,
     ``classify(bgr)``, ``decide(top)``). ``still`` is a ``StillConfig`` (or anything with
-    ``keep_images`` and ``keep_days``).
+    ``keep_images`` and ``keep_days``). ``report`` receives an ``events`` payload for each
+    refused file.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class StillStation:
         still: Any = None,
         top_k: int | None = None,
         clock: Callable[[], float] = time.time,
+        report: Callable[[dict[str, Any]], object] | None = None,
     ) -> None:
         if not classifiers:
             raise EdgeError("still mode needs at least one image model")
@@ -59,6 +62,14 @@ class StillStation:
         self.keep_days = float(getattr(still, "keep_days", 30.0))
         self.top_k = top_k
         self.clock = clock
+        self.report = report
+        self.limits = ImageLimits.of(
+            float(getattr(still, "max_image_mb", 50.0)),
+            float(getattr(still, "max_image_megapixels", 50.0)),
+        )
+        # Decoded no larger than the largest model input needs (a reduced JPEG decode).
+        sides = [max(getattr(c, "input_size", (0, 0))) for c in self.classifiers]
+        self.min_side = max(sides) if all(sides) else None
         self._lock = threading.Lock()  # one image at a time: triggers may race
         # Extra fields for a model's result (the taught classes' answer), or None.
         self.taught: Callable[[Any, Any], dict[str, Any] | None] | None = None
@@ -67,9 +78,10 @@ class StillStation:
     def classify_path(self, path: str | Path, source: str = "file") -> dict[str, Any]:
         """Classify an image file. Files under ``state_dir/images`` count as the device's own."""
         path = Path(path)
-        data, bgr = read_image_bytes(path)
+        image = load_image(path, self.limits, min_side=self.min_side)
         owned = self._is_owned(path)
-        return self._run(bgr, data, path, source, owned)
+        size = (image.width, image.height)
+        return self._run(image.bgr, image.data, path, source, owned, size)
 
     def classify_image(self, bgr: np.ndarray, source: str = "camera") -> dict[str, Any]:
         """Classify a captured BGR image, saving it as JPEG under ``state_dir/images``."""
@@ -96,21 +108,63 @@ class StillStation:
         """Classify the files the watcher reports ready, for at most ``budget_s``.
 
         A file counts as done only once its result is in the history and the outbox, so
-        a crash re-offers it; the rest of a large batch waits for the next poll, so the
-        caller's loop (signals, watchdog, commands) keeps turning. A bad file is logged
-        and not offered again.
+        a crash re-offers it, but only ``MAX_ATTEMPTS`` times; the rest of a large batch
+        waits for the next poll, so the caller's loop (signals, watchdog, commands) keeps
+        turning. A file that is refused or fails is recorded, reported and moved to
+        ``rejected/``, and the queue goes on.
         """
         out = []
         deadline = time.monotonic() + budget_s
         for path in watcher.poll():
             if time.monotonic() > deadline:
                 break
+            tries = watcher.attempts(path)
+            if tries >= MAX_ATTEMPTS:
+                self.reject(
+                    path, f"{path}: the daemon stopped {tries} times while classifying it", watcher
+                )
+                watcher.done(path)
+                continue
+            watcher.begin(path)
             try:
                 out.append(self.classify_path(path, source="watch"))
             except EdgeError as exc:
-                log.warning("%s", exc)
+                self.reject(path, str(exc), watcher)
             watcher.done(path)
         return out
+
+    def reject(self, path: Path, error: str, watcher: Any = None, source: str = "watch") -> None:
+        """Record a file that cannot be classified: history row, event, ``rejected/``."""
+        log.warning("refused %s", error)
+        moved = watcher.reject(path) if watcher is not None else None
+        history_id = None
+        try:
+            history_id = self.history.record(
+                ts=self.clock(),
+                image_path=moved or path,
+                image_sha256="",
+                width=None,
+                height=None,
+                source=source,
+                mode="file",
+                owned=False,
+                results=[],
+                error=error,
+            )
+        except Exception as exc:  # the history's own trouble must not stop the queue
+            log.warning("could not record the refused file in the history: %s", exc)
+        if self.report is not None:
+            event = {
+                "type": "rejected",
+                "path": str(path),
+                "moved_to": None if moved is None else str(moved),
+                "error": error,
+                "history_id": history_id,
+            }
+            try:
+                self.report(event)
+            except Exception as exc:
+                log.warning("could not report the refused file: %s", exc)
 
     def apply_retention(self, now: float | None = None) -> int:
         try:
@@ -141,12 +195,18 @@ class StillStation:
         return path
 
     def _run(
-        self, bgr: np.ndarray, data: bytes, path: Path | None, source: str, owned: bool
+        self,
+        bgr: np.ndarray,
+        data: bytes,
+        path: Path | None,
+        source: str,
+        owned: bool,
+        size: tuple[int, int] | None = None,
     ) -> dict[str, Any]:
         with self._lock:
             ts = self.clock()
             sha = hashlib.sha256(data).hexdigest()
-            h, w = bgr.shape[:2]
+            w, h = size or (bgr.shape[1], bgr.shape[0])
             results = []
             records = []
             for clf in self.classifiers:

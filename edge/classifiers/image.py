@@ -22,6 +22,7 @@ import numpy as np
 from edge.classifiers.base import Prediction, Scored, softmax, top_k
 from edge.classifiers.customvision import ExportPreprocess
 from edge.errors import ModelError, SourceError
+from edge.imagefile import DEFAULT_LIMITS, ImageLimits, load_image
 from edge.labels import check_label_count
 from edge.preprocess import InputSpec, Preprocessor
 from edge.runtime import file_sha256, open_interpreter
@@ -52,23 +53,20 @@ def decode_image(data: bytes, where: str | Path) -> np.ndarray:
     return image
 
 
-def read_image_bytes(path: str | Path) -> tuple[bytes, np.ndarray]:
-    """The file's bytes (for hashing) and its decoded BGR pixels, from one read."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SourceError(f"{path}: image file not found") from None
-    except IsADirectoryError:
-        raise SourceError(f"{path}: is a directory, not an image") from None
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot read image: {exc.strerror or exc}") from None
-    return data, decode_image(data, path)
+def read_image_bytes(
+    path: str | Path, limits: ImageLimits = DEFAULT_LIMITS
+) -> tuple[bytes, np.ndarray]:
+    """The file's bytes (for hashing) and its decoded BGR pixels, from one read.
+
+    The file's size and declared pixel count are checked against ``limits`` first.
+    """
+    image = load_image(path, limits)
+    return image.data, image.bgr
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
     """BGR uint8 pixels of an image file; SourceError with the path if unreadable or corrupt."""
-    return read_image_bytes(path)[1]
+    return load_image(path, limits).bgr
 
 
 def _output_activation(interpreter: Any, tensor_index: int) -> str:

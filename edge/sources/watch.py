@@ -6,6 +6,11 @@ and modification time did not change between two polls, or at once when its modi
 time is already older than ``settle_s`` (a file moved in keeps its old mtime, one being
 written does not). What was reported is remembered in a small JSON file so a restart does
 not classify the whole folder again; a file later replaced under the same name is new.
+
+Poison inputs: ``begin`` records durably which file is being handled before the caller
+starts on it, ``done`` clears it. A file that was being handled when the process died is
+counted (``attempts``), so the caller can refuse one that already stopped it twice instead of
+crashing on it forever. Refused files are moved to ``rejected/`` inside the folder.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 STATE_PREFIX = "watch-"
+REJECTED_DIRNAME = "rejected"
 
 Signature = tuple[int, int]  # (size, mtime_ns)
 
@@ -46,6 +52,7 @@ class FolderWatcher:
         self.suffixes = frozenset(s.lower() for s in suffixes)
         self.clock = clock
         self.state_file = self._state_file(state_path)
+        self._inflight: dict[str, object] | None = None  # the file being handled, persisted
         self._seen: dict[str, Signature] = self._load()
         self._pending: dict[str, Signature] = {}
         self._ready: dict[str, Signature] = {}
@@ -66,6 +73,9 @@ class FolderWatcher:
         try:
             data = json.loads(self.state_file.read_text(encoding="utf-8"))
             seen = data.get("seen", {}) if isinstance(data, dict) else {}
+            inflight = data.get("inflight") if isinstance(data, dict) else None
+            if isinstance(inflight, dict) and {"name", "sig", "tries"} <= set(inflight):
+                self._inflight = inflight
             return {str(k): (int(v[0]), int(v[1])) for k, v in seen.items()}
         except FileNotFoundError:
             return {}
@@ -82,8 +92,12 @@ class FolderWatcher:
             payload = {
                 "folder": str(self.folder),
                 "seen": {k: list(v) for k, v in self._seen.items()},
+                "inflight": self._inflight,
             }
-            tmp.write_text(json.dumps(payload), encoding="utf-8")
+            with tmp.open("w", encoding="utf-8") as fh:
+                fh.write(json.dumps(payload))
+                fh.flush()
+                os.fsync(fh.fileno())  # must be on disk before a crash it is meant to survive
             os.replace(tmp, self.state_file)
         except OSError as exc:
             log.warning("%s: cannot save watch state: %s", self.state_file, exc)
@@ -142,10 +156,49 @@ class FolderWatcher:
             self._save()
         return [self.folder / name for _, name in ready]
 
+    def attempts(self, path: str | Path) -> int:
+        """How many times handling ``path`` began and never finished (the process died)."""
+        name = Path(path).name
+        entry = self._inflight
+        if entry is None or entry.get("name") != name:
+            return 0
+        if list(entry.get("sig", ())) != list(self._ready.get(name, ())):
+            return 0  # replaced by a new file under the same name
+        return int(entry.get("tries", 0))  # type: ignore[call-overload]
+
+    def begin(self, path: str | Path) -> None:
+        """The caller starts on ``path``: recorded on disk first, in case it never returns."""
+        name = Path(path).name
+        sig = self._ready.get(name)
+        if sig is None:
+            return
+        self._inflight = {"name": name, "sig": list(sig), "tries": self.attempts(path) + 1}
+        self._save()
+
     def done(self, path: str | Path) -> None:
         """The caller has dealt with ``path`` (classified and recorded, or refused)."""
         name = Path(path).name
         sig = self._ready.pop(name, None)
+        if self._inflight is not None and self._inflight.get("name") == name:
+            self._inflight = None
         if sig is not None:
             self._seen[name] = sig
-            self._save()
+        self._save()
+
+    def reject(self, path: str | Path) -> Path | None:
+        """Move a refused file into ``rejected/`` so it is never offered again; its new path,
+        or None when it cannot be moved (then it stays, remembered as done)."""
+        src = Path(path)
+        dest_dir = self.folder / REJECTED_DIRNAME
+        try:
+            dest_dir.mkdir(exist_ok=True)
+            dest = dest_dir / src.name
+            n = 1
+            while dest.exists():
+                dest = dest_dir / f"{src.stem}.{n}{src.suffix}"
+                n += 1
+            os.replace(src, dest)
+        except OSError as exc:
+            log.warning("%s: cannot move it to %s: %s", src, dest_dir, exc.strerror or exc)
+            return None
+        return dest
