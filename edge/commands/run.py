@@ -94,6 +94,10 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge.nativeio import quiet_video_libraries
+
+    if not args.verbose:
+        quiet_video_libraries()  # the capture logs each state change in its own words
     from edge.app.daemon import Daemon
 
     path = args.config or find_config()

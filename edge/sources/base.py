@@ -371,8 +371,12 @@ class Capture:
             if reader.abandoned:
                 break
             if not ok:
-                if is_file and opt.loop and file_index > 0 and backend.rewind():
-                    continue
+                if is_file and opt.loop and file_index > 0:
+                    if backend.rewind():
+                        continue
+                    # The file vanished or broke while playing: a stall to retry, not an end.
+                    reader.error = f"{self.description}: cannot open the file again to loop it"
+                    return "lost"
                 return "eof" if is_file else "lost"
             wall = time.time()
             if is_file:

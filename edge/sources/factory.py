@@ -185,6 +185,11 @@ def _opencv_capture(
     target, value = classify_uri(uri)
     if target == "file":
         check_file(str(value))
+    elif target == "device" and sys.platform.startswith("linux"):
+        node = value if isinstance(value, str) else f"/dev/video{value}"
+        if not Path(node).exists():
+            found = ", ".join(_video_nodes()) or "none"
+            raise SourceError(f"source.uri: camera {node} does not exist (video devices: {found})")
     open_timeout = _open_timeout(cfg)
     # Slightly longer than the watchdog, which should notice first and count the stall.
     read_timeout = cfg.frame_timeout_s + 1.0

@@ -12,6 +12,7 @@ frame while the model runs on the current one.
 
 from __future__ import annotations
 
+import logging
 import math
 import queue
 import re
@@ -26,8 +27,10 @@ import numpy as np
 
 from edge.errors import SourceError
 from edge.frame import Frame
-from edge.nativeio import native_stderr
+from edge.nativeio import NativeCatcher, native_stderr
 from edge.sources.orientation import Orientation
+
+log = logging.getLogger("edge.sources")
 
 Select = Callable[[float], bool]
 Prepare = Callable[[np.ndarray, np.ndarray], object]
@@ -131,13 +134,20 @@ class VideoFile:
         """
         frame_period = 1.0 / self.fps if self.fps else 1.0 / 30.0
         seq = 0
+        catcher = NativeCatcher()  # FFmpeg's lines about a damaged file become one warning
         for epoch in range(loops):
             cap = self._open()
+            read = 0
             try:
                 first_ms: float | None = None
                 last_t = -math.inf
                 any_frame = False
-                while cap.grab():
+                while True:
+                    with catcher:
+                        ok = cap.grab()
+                    if not ok:
+                        break
+                    read += 1
                     any_frame = True
                     ms = cap.get(cv2.CAP_PROP_POS_MSEC)
                     if first_ms is None:
@@ -151,8 +161,26 @@ class VideoFile:
                     seq += 1
                 if not any_frame:
                     raise SourceError(f"{self.path}: video has no readable frames")
+                if epoch == 0:
+                    self._report_damage(read, max(last_t, 0.0), catcher.lines())
             finally:
                 cap.release()
+        catcher.close()
+
+    def _report_damage(self, read: int, t: float, native: list[str]) -> None:
+        """One warning for a file that breaks before its declared end (e.g. truncated)."""
+        short = self.frame_count is not None and read < self.frame_count - 1
+        if not native and not short:
+            return
+        of = f" of {self.frame_count}" if self.frame_count else ""
+        log.warning(
+            "%s: damaged: decoding stops at frame %d%s (%.1f s)%s; classified the frames before it",
+            self.path,
+            read,
+            of,
+            t,
+            _reason(native),
+        )
 
     def frames(self, select: Select | None = None, *, loops: int = 1) -> Iterator[Frame]:
         """Decoded, oriented frames on the caller's thread; ``select(t)`` picks which."""
