@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class FolderWatcher:
         self.suffixes = frozenset(s.lower() for s in suffixes)
         self.clock = clock
         self.state_file = self._state_file(state_path)
-        self._inflight: dict[str, object] | None = None  # the file being handled, persisted
+        self._inflight: dict[str, Any] | None = None  # the file being handled, persisted
         self._seen: dict[str, Signature] = self._load()
         self._pending: dict[str, Signature] = {}
         self._ready: dict[str, Signature] = {}
@@ -164,7 +165,7 @@ class FolderWatcher:
             return 0
         if list(entry.get("sig", ())) != list(self._ready.get(name, ())):
             return 0  # replaced by a new file under the same name
-        return int(entry.get("tries", 0))  # type: ignore[call-overload]
+        return int(entry.get("tries", 0))
 
     def begin(self, path: str | Path) -> None:
         """The caller starts on ``path``: recorded on disk first, in case it never returns."""
