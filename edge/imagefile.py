@@ -159,7 +159,8 @@ def load_image(
     declared = header_size(data)
     if declared is None:
         raise SourceError(
-            f"{path}: not a JPEG, PNG, BMP, WebP, GIF or TIFF image (no image size in its header)"
+            f"{path}: cannot decode image: not a JPEG, PNG, BMP, WebP, GIF or TIFF "
+            "(no image size in its header)"
         )
     width, height = (int(v) for v in declared)
     if width <= 0 or height <= 0:

@@ -212,6 +212,7 @@ def test_commands_reset_snapshot_malformed_and_model_swap(
         jpeg = np.frombuffer(base64.b64decode(snap["jpeg_base64"]), np.uint8)
         image = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
         assert image.shape[:2] == (snap["height"], snap["width"]) == (360, 360)
+        assert Path(snap["path"]).stat().st_mode & 0o777 == 0o640  # whatever the umask
 
         bad = ask("reset", "{not json", 2)
         assert bad["ok"] is False and bad["error"]

@@ -283,3 +283,43 @@ def test_edge_run_in_a_read_only_state_directory_exits_2_without_a_traceback(tmp
     with read_only_bind(state):
         proc = run_cli("run", "--config", str(config), "--duration", "5", timeout=120)
     assert_one_line_error(proc, str(state), "read-only")
+
+
+def test_daemon_says_it_cannot_store_in_stats_and_systemd_status(tmp_path):
+    """A write failure at run time is an error state, not a silent loss."""
+    from tests.conftest import A0, K600_LABELS, VIDEOS, require
+    from tests.support.broker import free_port
+    from tests.support.daemon import DaemonProcess, NotifySocket
+
+    require(A0, K600_LABELS, VIDEOS / "carving_ice.mp4")
+    notify = NotifySocket(tmp_path / "notify.sock")
+    with small_tmpfs(tmp_path / "state", "1m") as state:
+        config = {
+            "device_id": "dev1",
+            "state_dir": str(state),
+            "models_dir": str(tmp_path / "models"),
+            "source": {"kind": "opencv", "uri": str(VIDEOS / "carving_ice.mp4"), "loop": True},
+            "model": {"path": str(A0), "labels": str(K600_LABELS)},
+            # No broker: everything stays in the outbox until the disk is full.
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": free_port(),
+                "stats_interval_s": 0.5,
+                "heartbeat_s": 0.2,
+            },
+        }
+        d = DaemonProcess(tmp_path / "d", config, env={"NOTIFY_SOCKET": notify.path})
+        try:
+            d.start()
+            wait_until(lambda: notify.lines("READY=1"), 120, "READY=1")
+            fill(state, leave=0)
+            wait_until(
+                lambda: notify.lines("STATUS=ERROR outbox cannot store"), 60, "STATUS= error"
+            )
+            assert d.alive()
+            assert "cannot store messages" in d.log() and "Traceback" not in d.log()
+            code, _ = d.stop()
+            assert code == 0, d.log()
+        finally:
+            d.close()
+            notify.close()

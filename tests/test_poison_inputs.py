@@ -28,6 +28,7 @@ from edge.imagefile import ImageLimits, header_size, load_image
 from edge.sources.watch import FolderWatcher
 from edge.still import MAX_ATTEMPTS, StillStation
 from tests.conftest import CV_FRUITS, IMAGES, MOBILENET, MOBILENET_LABELS, require, run_cli
+from tests.support.broker import broker_factory_fixture, broker_fixture  # noqa: F401
 
 APPLE, FOX = IMAGES / "fruit_apple.jpg", IMAGES / "fox.jpeg"
 
@@ -248,3 +249,41 @@ def test_daemon_under_a_memory_limit_refuses_the_bomb_and_classifies_the_rest(tm
             proc.wait()
         log.close()
         limit.close()
+
+
+def test_still_daemon_publishes_a_rejected_event(broker, tmp_path):
+    from tests.support.daemon import DaemonProcess
+
+    require(CV_FRUITS / "model.tflite", APPLE)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    with (inbox / "huge.jpg").open("wb") as fh:
+        fh.truncate(400 * 1024 * 1024)
+    _age(inbox / "huge.jpg")
+    config = {
+        "mode": "still",
+        "device_id": "dev1",
+        "state_dir": str(tmp_path / "state"),
+        "models_dir": str(tmp_path / "models"),
+        "source": {"kind": "command", "command": f"cp {APPLE} {{path}}"},
+        "still_models": [{"path": str(CV_FRUITS)}],
+        "still": {"watch_dir": str(inbox), "watch_poll_s": 0.2},
+        "mqtt": {"host": "127.0.0.1", "port": broker.port},
+    }
+    sub = broker.subscriber("edge/dev1/events")
+    d = DaemonProcess(tmp_path / "d", config)
+    try:
+        d.start()
+        (event,) = sub.wait_for(
+            lambda ms: [m.json() for m in ms if m.json().get("type") == "rejected"],
+            120,
+            "a rejected event",
+        )
+        assert event["path"] == str(inbox / "huge.jpg") and "MB limit" in event["error"]
+        assert event["moved_to"] == str(inbox / "rejected" / "huge.jpg")
+        assert event["history_id"] >= 1 and event["seq"] >= 1
+        code, _ = d.stop()
+        assert code == 0, d.log()
+    finally:
+        sub.close()
+        d.close()

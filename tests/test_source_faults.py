@@ -127,3 +127,62 @@ def test_a_whole_video_gives_no_damage_warning(tmp_path):
     require(A0, K600_LABELS, CLIP)
     proc = run_cli("classify", str(CLIP), "--model", str(A0), "--labels", str(K600_LABELS))
     assert proc.returncode == 0 and "damaged" not in proc.stderr, proc.stderr
+
+
+class HangingServer:
+    """Accepts TCP connections on loopback and never answers: a stream that hangs."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.held: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def test_a_source_that_never_delivers_a_first_frame_is_reported_stalled(broker, daemons, tmp_path):
+    """Before: only `online`, no state and no camera event, until systemd's start timeout."""
+    server = HangingServer()
+    sub = broker.subscriber("edge/dev1/#")
+    try:
+        cfg = config_for(
+            tmp_path,
+            broker.port,
+            source={
+                "uri": f"http://127.0.0.1:{server.port}/video",
+                "loop": False,
+                "frame_timeout_s": 1,
+            },
+        )
+        d = daemons(cfg)
+        d.start()
+        sub.wait_for(events("camera", state="stalled"), 60, "a camera stalled event")
+        states = sub.wait_for(
+            lambda ms: [m.json() for m in ms if m.topic == "edge/dev1/state" and m.payload],
+            30,
+            "a state",
+        )
+        assert states[-1]["camera"] == "stalled" and states[-1]["label"] is None
+        assert "no first frame within 1 s" in d.log()
+        code, _ = d.stop()
+        assert code == 0, d.log()
+    finally:
+        sub.close()
+        server.close()

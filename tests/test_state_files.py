@@ -81,3 +81,16 @@ def test_history_of_an_older_version_gains_the_error_column(tmp_path):
             error="too large",
         )
         assert [e.error for e in h.query()] == [None, "too large"]
+
+
+def test_kept_model_swap_is_private_whatever_the_umask(tmp_path):
+    from edge.app import overrides
+    from edge.config import Config
+
+    cfg = Config(state_dir=tmp_path)
+    old = os.umask(0o022)
+    try:
+        overrides.save(cfg, cfg)
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / overrides.OVERRIDE_FILE) == 0o600

@@ -26,6 +26,7 @@ from edge.app import teaching
 from edge.app.pipeline import Parts
 from edge.config import ModelConfig
 from edge.errors import EdgeError
+from edge.files import GROUP_READ, write_private
 from edge.mqtt.payloads import (
     ClassifyArgs,
     Command,
@@ -97,7 +98,7 @@ def snapshot(app: App, args: SnapshotArgs) -> Reply:
     snap_dir = app.cfg.state_dir / "snapshots"
     snap_dir.mkdir(parents=True, exist_ok=True)
     path = snap_dir / "latest.jpg"
-    path.write_bytes(data)
+    write_private(path, data, GROUP_READ)
     app.reporter.snapshot(data)
     h, w = frame.image.shape[:2]
     return {

@@ -177,7 +177,9 @@ class Daemon:
 
     def _status_line(self, stats: dict[str, Any] | None = None) -> str:
         model = self.pipeline.model_info().name
-        return status_line(self.cfg.mode, model, self.reporter.label, stats)
+        return status_line(
+            self.cfg.mode, model, self.reporter.label, stats, camera_ok=self.reporter.camera_ok
+        )
 
     # ------------------------------------------------------------------ swap and reload
     def _switch(self, pipeline: Pipeline) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from edge.config import Config, ModelConfig
+from edge.files import PRIVATE, write_private
 
 log = logging.getLogger("edge.overrides")
 
@@ -45,10 +45,8 @@ def save(cfg: Config, file_cfg: Config) -> None:
             log.warning("%s: cannot remove the kept model swap: %s", path, exc)
         return
     data = {"file": model_fields(file_cfg), **model_fields(cfg)}
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
+        write_private(path, json.dumps(data, indent=1).encode(), PRIVATE)
     except OSError as exc:
         log.warning("%s: cannot keep the model swap across restarts: %s", path, exc)
 

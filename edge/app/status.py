@@ -36,6 +36,7 @@ class Figures:
             mode=mode,
             outbox_depth=publisher.outbox_depth if publisher else 0,
             outbox_dropped=publisher.dropped if publisher else 0,
+            outbox_error=publisher.outbox_error if publisher else None,
             mqtt_connected=bool(publisher and publisher.connected),
             cpu_percent=(cpu or self.cpu).percent(),
             rss_mb=mem["rss_mb"] or rss_bytes() / 2**20,
@@ -46,13 +47,23 @@ class Figures:
 
 
 def status_line(
-    mode: str, model: str | None, label: str | None, stats: dict[str, Any] | None = None
+    mode: str,
+    model: str | None,
+    label: str | None,
+    stats: dict[str, Any] | None = None,
+    *,
+    camera_ok: bool = True,
 ) -> str:
-    """What ``systemctl status`` shows: the model at start, the figures once there are some."""
+    """What ``systemctl status`` shows: the model at start, the figures once there are some;
+    an outbox that cannot store comes first, because messages are being lost."""
+    camera = "" if camera_ok else ", camera stalled"
     if stats is None:
-        return f"{mode}: {model}, label {label or '-'}"
-    return (
-        f"{mode}: label {label or '-'}, {stats['model_fps']} steps/s, "
+        return f"{mode}: {model}, label {label or '-'}{camera}"
+    line = (
+        f"{mode}: label {label or '-'}{camera}, {stats['model_fps']} steps/s, "
         f"infer p50 {stats['inference_ms']['p50']} ms, outbox {stats['outbox_depth']}, "
         f"mqtt {'up' if stats['mqtt_connected'] else 'down'}"
     )
+    if stats.get("outbox_error"):
+        line = f"ERROR outbox cannot store: {stats['outbox_error']}; {line}"
+    return line

@@ -90,7 +90,12 @@ class StillPipeline:
             )
         history = History(cfg.state_dir / "history.sqlite")
         station = StillStation(
-            classifiers, history, reporter.result, state_dir=cfg.state_dir, still=cfg.still
+            classifiers,
+            history,
+            reporter.result,
+            state_dir=cfg.state_dir,
+            still=cfg.still,
+            report=lambda event: reporter.event(event.pop("type"), **event),
         )
         return cls(
             cfg,

@@ -54,6 +54,7 @@ class VideoPipeline:
         self.infer_ms = Window(512)
         self.model_rate = RateMeter(10.0)
         self.last = last
+        self._started = time.monotonic()
 
     @classmethod
     def build(
@@ -88,6 +89,7 @@ class VideoPipeline:
 
     # ------------------------------------------------------------------ protocol
     def start(self) -> None:
+        self._started = time.monotonic()
         if not self._capture_running:
             self.capture.start()
             self._capture_running = True
@@ -168,8 +170,18 @@ class VideoPipeline:
 
     def _watch_camera(self) -> None:
         reporter = self.reporter
+        timeout = self.cfg.source.frame_timeout_s
+        if not reporter.ready:
+            # A source that never delivers a first frame is stalled too, and says so.
+            if reporter.camera_ok and time.monotonic() - self._started > timeout:
+                error = self.capture.stats.error
+                log.warning(
+                    "camera: no first frame within %g s%s", timeout, f" ({error})" if error else ""
+                )
+                reporter.camera(False)
+            return
         ok = self.alive()
-        if not reporter.ready or ok == reporter.camera_ok:
+        if ok == reporter.camera_ok:
             return
         if ok:
             log.info("camera: frames again")

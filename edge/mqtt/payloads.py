@@ -127,6 +127,7 @@ class StatsPayload(_Out):
     dropped_frames: int
     reconnects: int
     outbox_depth: int
+    outbox_error: str | None = None  # why messages cannot be stored now (a full disk), else null
     cpu_percent: float
     rss_mb: float  # VmRSS: includes shared libraries' file pages
     rss_anon_mb: float | None = None  # the process's own pages: the figure to watch
@@ -257,6 +258,7 @@ def stats_payload(
     rss_anon_mb: float | None = None,
     pss_mb: float | None = None,
     cgroup_mb: float | None = None,
+    outbox_error: str | None = None,
 ) -> dict[str, Any]:
     """A ``stats`` body (the publisher adds ``mqtt_reconnects``)."""
     return {
@@ -272,6 +274,7 @@ def stats_payload(
         "stalls": stalls,
         "outbox_depth": outbox_depth,
         "outbox_dropped": outbox_dropped,
+        "outbox_error": outbox_error,
         "mqtt_connected": mqtt_connected,
         "cpu_percent": round(cpu_percent, 1),
         "rss_mb": round(rss_mb, 1),
