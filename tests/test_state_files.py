@@ -85,12 +85,13 @@ def test_history_of_an_older_version_gains_the_error_column(tmp_path):
 
 def test_kept_model_swap_is_private_whatever_the_umask(tmp_path):
     from edge.app import overrides
-    from edge.config import Config
+    from edge.config import Config, ModelConfig
 
     cfg = Config(state_dir=tmp_path)
+    swapped = cfg.model_copy(update={"model": ModelConfig(name="movinet-a1-stream-int8")})
     old = os.umask(0o022)
     try:
-        overrides.save(cfg, cfg)
+        overrides.save(swapped, cfg)
     finally:
         os.umask(old)
     assert _mode(tmp_path / overrides.OVERRIDE_FILE) == 0o600
