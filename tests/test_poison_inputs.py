@@ -231,8 +231,11 @@ def test_daemon_under_a_memory_limit_refuses_the_bomb_and_classifies_the_rest(tm
         def rows() -> list:
             if not (state / HISTORY_FILENAME).exists() or proc.poll() is not None:
                 return []
-            with History(state / HISTORY_FILENAME, readonly=True) as h:
-                return h.query()
+            try:
+                with History(state / HISTORY_FILENAME, readonly=True) as h:
+                    return h.query()
+            except SourceError:  # created, its tables not yet
+                return []
 
         entries = wait_until(lambda: len(rows()) >= 2 or proc.poll() is not None, 120, "2 rows")
         assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
