@@ -246,8 +246,9 @@ def test_publisher_on_a_full_filesystem_delivers_then_stores_again(broker, tmp_p
 def _run_config(tmp_path: Path, state: Path) -> Path:
     import yaml
 
-    from tests.conftest import A0, K600_LABELS, VIDEOS, require
+    from tests.support.assets import require
     from tests.support.broker import free_port
+    from tests.support.paths import A0, K600_LABELS, VIDEOS
 
     require(A0, K600_LABELS, VIDEOS / "carving_ice.mp4")
     config = {
@@ -263,7 +264,7 @@ def _run_config(tmp_path: Path, state: Path) -> Path:
 
 
 def test_edge_run_refuses_a_read_only_outbox_with_one_line(tmp_path):
-    from tests.conftest import assert_one_line_error, run_cli
+    from tests.support.cli import assert_one_line_error, run_cli
 
     state = tmp_path / "state"
     state.mkdir()
@@ -275,7 +276,7 @@ def test_edge_run_refuses_a_read_only_outbox_with_one_line(tmp_path):
 
 
 def test_edge_run_in_a_read_only_state_directory_exits_2_without_a_traceback(tmp_path):
-    from tests.conftest import run_cli
+    from tests.support.cli import run_cli
 
     state = tmp_path / "state"
     state.mkdir()
@@ -291,9 +292,10 @@ def test_edge_run_in_a_read_only_state_directory_exits_2_without_a_traceback(tmp
 
 def test_daemon_says_it_cannot_store_in_stats_and_systemd_status(tmp_path):
     """A write failure at run time is an error state, not a silent loss."""
-    from tests.conftest import A0, K600_LABELS, VIDEOS, require
+    from tests.support.assets import require
     from tests.support.broker import free_port
     from tests.support.daemon import DaemonProcess, NotifySocket
+    from tests.support.paths import A0, K600_LABELS, VIDEOS
 
     require(A0, K600_LABELS, VIDEOS / "carving_ice.mp4")
     notify = NotifySocket(tmp_path / "notify.sock")

@@ -27,8 +27,10 @@ from edge.history import HISTORY_FILENAME, History
 from edge.imagefile import ImageLimits, header_size, load_image
 from edge.sources.watch import FolderWatcher
 from edge.still import MAX_ATTEMPTS, StillStation
-from tests.conftest import CV_FRUITS, IMAGES, MOBILENET, MOBILENET_LABELS, require, run_cli
+from tests.support.assets import require
 from tests.support.broker import broker_factory_fixture, broker_fixture  # noqa: F401
+from tests.support.cli import run_cli
+from tests.support.paths import CV_FRUITS, IMAGES, MOBILENET, MOBILENET_LABELS
 
 APPLE, FOX = IMAGES / "fruit_apple.jpg", IMAGES / "fox.jpeg"
 
@@ -124,10 +126,10 @@ class Events(list):
 
 @pytest.fixture(scope="module")
 def fruits():
-    from edge.classifiers.image import load_image_classifier
+    from edge.loader import load_image as load_model
 
     require(CV_FRUITS / "model.tflite", APPLE, FOX)
-    return load_image_classifier(CV_FRUITS, name="fruits")
+    return load_model(CV_FRUITS, name="fruits")
 
 
 def _station(tmp_path: Path, model, events: Events) -> StillStation:
@@ -195,7 +197,7 @@ def test_daemon_under_a_memory_limit_refuses_the_bomb_and_classifies_the_rest(tm
     unit's MemoryMax=300M. Before, decoding it took 2.4 GB: killed, restarted, killed again."""
     import yaml
 
-    from tests.conftest import ROOT
+    from tests.support.assets import ROOT
     from tests.support.broker import wait_until
     from tests.support.system import MemoryLimit
 

@@ -6,15 +6,17 @@ import shutil
 
 import pytest
 
-from tests.conftest import A0, K600_LABELS, VIDEOS, require, run_cli
+from tests.support.assets import require
 from tests.support.broker import (  # noqa: F401
     broker_factory_fixture,
     broker_fixture,
     free_port,
     wait_until,
 )
+from tests.support.cli import run_cli
 from tests.support.daemon import DaemonProcess
-from tests.test_daemon import config_for, events
+from tests.support.paths import A0, K600_LABELS, VIDEOS
+from tests.test_daemon import events
 
 CLIP = VIDEOS / "carving_ice.mp4"
 NATIVE_NOISE = ("[ WARN:", "[ERROR:", "[tcp @", "[h264 @", "[mov,", "global cap")
@@ -33,7 +35,9 @@ def daemons(tmp_path):
         d.close()
 
 
-def test_a_looping_file_deleted_while_playing_is_a_stall_that_heals(broker, daemons, tmp_path):
+def test_a_looping_file_deleted_while_playing_is_a_stall_that_heals(
+    broker, daemons, tmp_path, config_for
+):
     """Before: exit 0 with "set source.loop to play it again", which systemd does not restart."""
     clip = tmp_path / "clip.mp4"
     shutil.copy(CLIP, clip)
@@ -157,7 +161,9 @@ class HangingServer:
             conn.close()
 
 
-def test_a_source_that_never_delivers_a_first_frame_is_reported_stalled(broker, daemons, tmp_path):
+def test_a_source_that_never_delivers_a_first_frame_is_reported_stalled(
+    broker, daemons, tmp_path, config_for
+):
     """Before: only `online`, no state and no camera event, until systemd's start timeout."""
     server = HangingServer()
     sub = broker.subscriber("edge/dev1/#")
