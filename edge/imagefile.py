@@ -42,23 +42,26 @@ class LoadedImage:
     height: int
 
 
-def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header, without decoding; None if not found."""
+    if data[:2] != b"\xff\xd8":
+        return None
     i = 2
-    while i + 9 < len(head):
-        if head[i] != 0xFF:
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
             return None
-        marker = head[i + 1]
+        marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
             continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+        if 0xD0 <= marker <= 0xD9 or marker == 0x01:  # no length field
             i += 2
             continue
-        (length,) = struct.unpack(">H", head[i + 2 : i + 4])
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            h, w = struct.unpack(">HH", head[i + 5 : i + 9])
-            return w, h
-        i += 2 + length
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            width = int.from_bytes(data[i + 7 : i + 9], "big")
+            return width, height
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
     return None
 
 
@@ -103,7 +106,7 @@ def header_size(head: bytes) -> tuple[int, int] | None:
         if head[:8] == b"\x89PNG\r\n\x1a\n":
             return struct.unpack(">II", head[16:24])
         if head[:3] == b"\xff\xd8\xff":
-            return _jpeg_size(head)
+            return jpeg_size(head)
         if head[:2] == b"BM":
             w, h = struct.unpack("<ii", head[18:26])
             return abs(w), abs(h)

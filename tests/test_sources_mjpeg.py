@@ -12,8 +12,9 @@ import pytest
 
 from edge.config import SourceConfig
 from edge.errors import SourceError
+from edge.imagefile import jpeg_size
 from edge.sources.factory import make_capture
-from edge.sources.mjpeg import MjpegBackend, jpeg_size, reduction
+from edge.sources.mjpeg import MjpegBackend, reduction
 from tests.support.assets import require
 from tests.support.mjpeg_server import MjpegServer
 

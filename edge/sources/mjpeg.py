@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from edge.errors import SourceError
+from edge.imagefile import jpeg_size
 from edge.sources.base import Backend, redact_url
 
 MAX_PART_BYTES = 16 * 2**20  # one JPEG; more is a broken or hostile stream
@@ -41,29 +42,6 @@ def reduction(width: int, height: int, short_side: int | None) -> tuple[int, int
             if min(width, height) // factor >= short_side:
                 return factor, flag
     return 1, cv2.IMREAD_COLOR
-
-
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's frame header, without decoding; None if not found."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if 0xD0 <= marker <= 0xD9 or marker == 0x01:  # no length field
-            i += 2
-            continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height = int.from_bytes(data[i + 5 : i + 7], "big")
-            width = int.from_bytes(data[i + 7 : i + 9], "big")
-            return (width, height) if width and height else None
-        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
-    return None
 
 
 class NotMultipart(Exception):
@@ -217,7 +195,9 @@ class MjpegBackend:
         if data is None:
             return None
         size = jpeg_size(data)
-        _, flag = reduction(*size, self._short_side) if size else (1, cv2.IMREAD_COLOR)
+        flag = cv2.IMREAD_COLOR
+        if size is not None and min(size) > 0:
+            _, flag = reduction(*size, self._short_side)
         image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
         if image is None:
             raise SourceError(f"{self.description}: a part is not a decodable JPEG")
