@@ -7,9 +7,7 @@ the media are committed, so only a damaged checkout lacks them.
 
 from __future__ import annotations
 
-import http.server
 import os
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from tests.support.broker import (  # noqa: F401  (registers the fixtures for ev
     make_pub_fixture,
     nats_broker_fixture,
 )
+from tests.support.localhttp import QuietHandler, serve
 
 
 def _mirror_from_installed() -> Path:
@@ -116,22 +115,11 @@ def mobilenet_labels() -> Path:
 def mirror_url(mirror: Path) -> Iterator[str]:
     """The model mirror served over HTTP on a free 127.0.0.1 port."""
 
-    class Handler(http.server.SimpleHTTPRequestHandler):
+    class Handler(QuietHandler):
         def __init__(self, *a, **kw):
             super().__init__(*a, directory=str(mirror), **kw)
 
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    yield from serve(Handler)
 
 
 # ------------------------------------------------------------------------------ media

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import os
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from edge import resolve
 from edge.config import default_models_dir
 from edge.errors import ConfigError, ModelError
 from edge.labels import load_labels
+from tests.support.localhttp import QuietHandler, serve
 
 MIRRORED = [
     "movinet-a0-stream-int8",
@@ -41,28 +40,11 @@ def _no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
-def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
 GOOD = b"TFL3-good-" * 300
 LABELS = b"one\ntwo\n"
 
 
-class _Odd(_Quiet):
+class _Odd(QuietHandler):
     """/good, /labels: whole files; /truncated: promises more bytes than it sends."""
 
     def do_GET(self) -> None:
@@ -86,7 +68,7 @@ class _Odd(_Quiet):
 
 @pytest.fixture
 def odd_url() -> Iterator[str]:
-    yield from _serve(_Odd)
+    yield from serve(_Odd)
 
 
 def _sha(data: bytes) -> str:
