@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import subprocess
 import sys
 
@@ -12,13 +13,16 @@ from edge.stats import cgroup_memory_bytes, memory_mb, process_cpu_seconds
 
 def test_anonymous_memory_follows_what_the_process_allocates():
     before = memory_mb()
-    block = np.ones(48 * 2**20, np.uint8)  # touched: resident, anonymous
+    # Fresh pages from the kernel (not the heap, which may hold freed pages still resident
+    # from earlier tests), then touched: resident and anonymous.
+    block = mmap.mmap(-1, 48 * 2**20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    np.frombuffer(block, np.uint8)[:] = 1
     after = memory_mb()
     assert after["rss_anon_mb"] - before["rss_anon_mb"] >= 40
     assert after["rss_mb"] - before["rss_mb"] >= 40
     assert after["rss_anon_mb"] < after["rss_mb"]  # VmRSS adds the file-backed pages
     assert 0 < after["pss_mb"] <= after["rss_mb"] + 0.1
-    del block
+    block.close()
 
 
 def test_another_process_is_read_by_pid():
