@@ -12,16 +12,12 @@ import contextlib
 import datetime as _dt
 import difflib
 import hashlib
-import http.client
 import json
 import os
 import re
 import shutil
 import sys
 import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -42,6 +38,8 @@ ROLES = ("model", "labels", "manifest")
 KINDS = ("stream", "image")
 _CHUNK = 1 << 16
 _TIMEOUT_S = 60.0
+# libyaml's parser where PyYAML was built with it (PyPI's wheels, Debian's python3-yaml).
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
 
@@ -86,6 +84,15 @@ class CatalogueEntry:
 # ------------------------------------------------------------------------------ locations
 
 
+def default_models_dir() -> Path:
+    """Where models live unless config says otherwise: $EDGE_MODELS_DIR or the user data dir."""
+    env = os.environ.get(MODELS_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "edge" / "models"
+
+
 def catalogue_path() -> Path:
     env = os.environ.get(CATALOGUE_ENV)
     if env:
@@ -108,7 +115,7 @@ def load_catalogue(path: str | Path | None = None) -> dict[str, CatalogueEntry]:
     key = (str(path), stamp)
     if key not in _cache:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read model catalogue: {exc}") from None
         except yaml.YAMLError as exc:
@@ -387,7 +394,9 @@ def _fetch_file(
         return str(src.resolve()), digest
     if origin == "mirror-url":
         assert source is not None
-        url = source.rstrip("/") + "/" + urllib.parse.quote(f.mirror or f.filename)
+        from urllib.parse import quote
+
+        url = source.rstrip("/") + "/" + quote(f.mirror or f.filename)
     else:
         if not f.url:
             raise ModelError(
@@ -399,6 +408,10 @@ def _fetch_file(
 
 
 def _download(url: str, target: Path, what: str, progress: bool) -> str:
+    import http.client  # only a download needs the HTTP stack: kept out of start-up
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(url, headers={"User-Agent": f"edge/{edge.__version__}"})
     try:
         response = urllib.request.urlopen(request, timeout=_TIMEOUT_S)

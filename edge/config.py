@@ -24,18 +24,10 @@ from pydantic import (
     model_validator,
 )
 
+from edge.catalogue import default_models_dir
 from edge.errors import ConfigError
 
 DEFAULT_CONFIG_PATHS = (Path("/etc/edge/config.yaml"), Path("config.yaml"))
-
-
-def default_models_dir() -> Path:
-    """Where models live unless config says otherwise: $EDGE_MODELS_DIR or the user data dir."""
-    env = os.environ.get("EDGE_MODELS_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "edge" / "models"
 
 
 class Section(BaseModel):

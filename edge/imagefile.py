@@ -19,6 +19,8 @@ import numpy as np
 from edge.errors import SourceError
 
 MB = 1024 * 1024
+# The file names taken for photos (folders, watched folders, teaching), compared lower-case.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True, slots=True)

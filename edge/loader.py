@@ -12,17 +12,19 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 from edge.classifiers.base import Classifier
 from edge.classifiers.customvision import read_export, renamed_errors, unpack_to_temp
-from edge.classifiers.image import ImageClassifier
-from edge.classifiers.stream import StreamClassifier
-from edge.config import ModelConfig
 from edge.errors import ModelError
 from edge.labels import load_labels
 from edge.resolve import ResolvedModel, check_sha256, resolve_model, resolve_request
 from edge.runtime import check_tflite_file
+
+if TYPE_CHECKING:  # each kind's module is imported by its loader: a command loads only one
+    from edge.classifiers.image import ImageClassifier
+    from edge.classifiers.stream import StreamClassifier
+    from edge.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,8 @@ def _labels(resolved: ResolvedModel, opts: LoadOptions) -> Path | None:
 
 
 def _load_stream(resolved: ResolvedModel, opts: LoadOptions) -> StreamClassifier:
+    from edge.classifiers.stream import StreamClassifier
+
     labels = _labels(resolved, opts)
     if labels is None and not opts.numbered:
         raise ModelError(
@@ -88,6 +92,8 @@ def _load_stream(resolved: ResolvedModel, opts: LoadOptions) -> StreamClassifier
 
 
 def _load_image(resolved: ResolvedModel, opts: LoadOptions) -> ImageClassifier:
+    from edge.classifiers.image import ImageClassifier
+
     check_tflite_file(resolved.path)
     labels = _labels(resolved, opts)
     if labels is None:
@@ -111,6 +117,8 @@ def _load_image(resolved: ResolvedModel, opts: LoadOptions) -> ImageClassifier:
 
 def _load_export(resolved: ResolvedModel, opts: LoadOptions) -> ImageClassifier:
     """A Custom Vision export: fed as it declares, with its own labels unless told otherwise."""
+    from edge.classifiers.image import ImageClassifier
+
     keepalive = None
     shown: dict[Path, Path] = {}
     if resolved.path.suffix.lower() == ".zip":
@@ -207,7 +215,7 @@ def load_stream(
     """A stream model from a setting; ``options`` are ``LoadOptions`` fields."""
     resolved = resolve_model(str(spec), models_dir)
     return cast(
-        StreamClassifier,
+        "StreamClassifier",
         load(resolved, "stream", _options(options), needed_by=needed_by, hint=hint),
     )
 
@@ -223,7 +231,8 @@ def load_image(
     """An image model from a setting; ``options`` are ``LoadOptions`` fields."""
     resolved = resolve_model(str(spec), models_dir)
     return cast(
-        ImageClassifier, load(resolved, "image", _options(options), needed_by=needed_by, hint=hint)
+        "ImageClassifier",
+        load(resolved, "image", _options(options), needed_by=needed_by, hint=hint),
     )
 
 
@@ -239,7 +248,7 @@ def load_video_model(
     """The daemon's model in video mode. ``request``: the setting came over the network, so
     only names and paths inside ``models_dir`` are taken."""
     clf = _load_configured(cfg, "stream", models_dir, request=request, needed_by="video mode")
-    return cast(StreamClassifier, clf)
+    return cast("StreamClassifier", clf)
 
 
 def load_still_model(
@@ -247,7 +256,7 @@ def load_still_model(
 ) -> ImageClassifier:
     """One of the daemon's models in still mode (see ``load_video_model``)."""
     clf = _load_configured(cfg, "image", models_dir, request=request, needed_by="still mode")
-    return cast(ImageClassifier, clf)
+    return cast("ImageClassifier", clf)
 
 
 def _load_configured(

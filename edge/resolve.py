@@ -14,6 +14,7 @@ from typing import Literal
 
 from edge.catalogue import (
     CatalogueEntry,
+    default_models_dir,
     file_records,
     installed_names,
     load_catalogue,
@@ -21,7 +22,6 @@ from edge.catalogue import (
     unknown_model,
 )
 from edge.classifiers.customvision import is_export
-from edge.config import default_models_dir
 from edge.errors import ModelError
 from edge.runtime import file_sha256
 

@@ -27,8 +27,7 @@ from tests.support.localhttp import QuietHandler, serve
 
 def _mirror_from_installed() -> Path:
     """Without a model mirror, lay the models setup.sh installed out in the mirror's layout."""
-    from edge.catalogue import is_installed, load_catalogue
-    from edge.config import default_models_dir
+    from edge.catalogue import default_models_dir, is_installed, load_catalogue
 
     installed = default_models_dir()
     view = ROOT / ".pytest_cache" / "model-mirror"

@@ -14,7 +14,6 @@ import yaml
 
 from edge import catalogue as cat
 from edge import resolve
-from edge.config import default_models_dir
 from edge.errors import ConfigError, ModelError
 from edge.labels import load_labels
 from tests.support.localhttp import QuietHandler, serve
@@ -166,11 +165,11 @@ def test_malformed_catalogue_names_the_key(tmp_catalogue) -> None:
 
 def test_default_models_dir_follows_environment(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv(cat.MODELS_DIR_ENV, str(tmp_path / "m"))
-    assert default_models_dir() == tmp_path / "m"
+    assert cat.default_models_dir() == tmp_path / "m"
     monkeypatch.delenv(cat.MODELS_DIR_ENV)
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert default_models_dir() == tmp_path / ".local" / "share" / "edge" / "models"
+    assert cat.default_models_dir() == tmp_path / ".local" / "share" / "edge" / "models"
 
 
 # ------------------------------------------------------------------------------ fetch

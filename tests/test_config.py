@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from edge import catalogue as cat
-from edge.config import Config, default_models_dir, load_config, parse_config
+from edge.catalogue import default_models_dir
+from edge.config import Config, load_config, parse_config
 from edge.errors import ConfigError
 from tests.support.assets import require
 from tests.support.cli import assert_one_line_error, isolated_env, run_cli

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 # With sigmoid outputs every class can be near 0; below this nothing is named.
 DEFAULT_SIGMOID_THRESHOLD = 0.5
 BACKGROUND_LABELS = ("background", "???")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 # Ops that pass values through unchanged in meaning, looked through to find the activation.
 _PASS_THROUGH = {"DEQUANTIZE", "QUANTIZE", "RESHAPE", "SQUEEZE", "IDENTITY"}

@@ -80,7 +80,7 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge.catalogue import DEFAULT_STREAM_MODEL
-    from edge.classifiers.image import IMAGE_SUFFIXES
+    from edge.imagefile import IMAGE_SUFFIXES
     from edge.loader import load_stream
     from edge.pacing import Pacer, takes_every_frame
     from edge.sources.orientation import Orientation

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.errors import EdgeError, SourceError
+from edge.imagefile import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     from edge.classifiers.image import ImageClassifier
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

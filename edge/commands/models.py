@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from edge import catalogue as cat
-from edge.config import default_models_dir
 from edge.errors import ConfigError, DownloadError, ModelError
 
 
@@ -74,7 +73,7 @@ def _models_dir(args: argparse.Namespace) -> Path:
         from edge.config import load_config
 
         return load_config(args.config).resolved_models_dir
-    return default_models_dir()
+    return cat.default_models_dir()
 
 
 def run(args: argparse.Namespace) -> int:

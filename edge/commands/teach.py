@@ -89,7 +89,8 @@ def taught_for(classifier: Any, args: argparse.Namespace) -> Any:
 def load_embedder(spec: str | None, kind: str, models_dir: Path | None = None) -> Any:
     """An embedder for ``kind`` ('image' or 'video') from ``--model`` or the default model."""
     from edge import catalogue, loader
-    from edge.config import ModelConfig, default_models_dir
+    from edge.catalogue import default_models_dir
+    from edge.config import ModelConfig
     from edge.teach.embedders import ClipEmbedder, ImageEmbedder
 
     default = catalogue.DEFAULT_STREAM_MODEL if kind == "video" else catalogue.DEFAULT_IMAGE_MODEL

@@ -20,13 +20,14 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from edge.imagefile import IMAGE_SUFFIXES
+
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 STATE_PREFIX = "watch-"
 REJECTED_DIRNAME = "rejected"
 
@@ -41,7 +42,7 @@ class FolderWatcher:
         state_path: str | Path | None = None,
         settle_s: float = 2.0,
         poll_s: float = 1.0,
-        suffixes: frozenset[str] = IMAGE_SUFFIXES,
+        suffixes: Collection[str] = IMAGE_SUFFIXES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.folder = Path(folder).expanduser()

@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 
 from edge.errors import SourceError
+from edge.imagefile import IMAGE_SUFFIXES
 from edge.nativeio import native_stderr
 from edge.teach.embedding import StreamEmbedding
 from edge.teach.store import ModelKey
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".3gp")
 THUMBNAIL_SIDE = 64
 CLIP_WARMUP_S = 1.0
