@@ -94,10 +94,14 @@ def default_models_dir() -> Path:
 
 
 def catalogue_path() -> Path:
+    """$EDGE_CATALOGUE, else models/catalogue.yaml of the source tree edge runs from, else the
+    copy a wheel installs (``pip install .`` puts it under the environment's share/edge)."""
     env = os.environ.get(CATALOGUE_ENV)
     if env:
         return Path(env).expanduser()
-    return Path(edge.__file__).resolve().parent.parent / "models" / "catalogue.yaml"
+    source = Path(edge.__file__).resolve().parent.parent / "models" / "catalogue.yaml"
+    installed = Path(sys.prefix) / "share" / "edge" / "models" / "catalogue.yaml"
+    return installed if not source.is_file() and installed.is_file() else source
 
 
 # ------------------------------------------------------------------------------ loading

@@ -424,3 +424,56 @@ def test_request_unknown_or_missing(installed) -> None:
     with pytest.raises(ModelError, match="no such model"):
         resolve.resolve_request("nothing/here.tflite", installed)
     assert not os.path.exists(installed / "nothing")
+
+
+@pytest.mark.slow
+def test_an_install_from_a_wheel_carries_the_catalogue(tmp_path: Path) -> None:
+    """``pip install .`` (not editable) has no source tree beside it: the catalogue travels in
+    the wheel, so catalogue names resolve there too."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    from tests.support.assets import ROOT
+
+    wheels = tmp_path / "wheels"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed"]
+        + ["--prefix", str(venv)]
+        + [str(w) for w in wheels.glob("edge-*.whl")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert install.returncode == 0, install.stderr
+    # (--ignore-installed: else pip would first uninstall the edge of the running environment.)
+    # Its dependencies from this environment; edge itself only from the new one.
+    env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+    env.pop(cat.CATALOGUE_ENV, None)
+    probe = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import edge, edge.catalogue as c; print(edge.__file__); print(c.catalogue_path()); "
+            "print(' '.join(c.load_catalogue()))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr
+    module, path, names = probe.stdout.splitlines()
+    assert Path(module).is_relative_to(venv), module
+    assert Path(path) == venv / "share" / "edge" / "models" / "catalogue.yaml"
+    assert names.split() == list(cat.load_catalogue())
