@@ -178,10 +178,11 @@ def bench_pipeline(
     model: Path, labels: list[str], video: Path, threads: int, frames: int
 ) -> dict[str, Any]:
     from edge.classifiers.stream import StreamClassifier
+    from edge.cores import decode_threads
     from edge.sources.video_file import VideoFile
 
     clf = StreamClassifier(model, labels, threads=threads, reset_gap_s=math.inf)
-    source = VideoFile(video)
+    source = VideoFile(video, decode_threads=decode_threads(threads))
     clip = source.frame_count or 1
     loops = math.ceil((frames + WARMUP) / clip) + 1
     timer = _Timer(frames)

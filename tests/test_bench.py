@@ -32,18 +32,32 @@ def test_bench_json_reports_all_four_loops_and_judges_its_targets(a0, clip):
         "150",
         "--rounds",
         "2",
+        "--threads",
+        "2",
+        "--pipeline-threads",
+        "1",
         "--json",
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    for key in ("floor", "baseline", "lean", "pipeline"):
+    for key in ("floor", "floor_pipeline_threads", "baseline", "lean", "pipeline"):
         assert report[key]["fps"] > 0, key
         assert report[key]["frames"] == 150  # more than the clip's 131: it was looped
         assert report[key]["threads"] >= 1
         assert len(report[key]["rounds"]) == 2
         assert min(report[key]["rounds"]) <= report[key]["fps"] <= max(report[key]["rounds"])
     ratios = report["ratios"]
-    assert set(ratios) == {"pipeline_baseline", "lean_baseline", "pipeline_floor", "pipeline_lean"}
+    assert set(ratios) == {
+        "pipeline_baseline",
+        "lean_baseline",
+        "pipeline_floor",
+        "pipeline_lean",
+        "pipeline_floor_same_threads",
+    }
+    assert report["floor"]["threads"] == 2
+    assert report["floor_pipeline_threads"]["threads"] == report["pipeline"]["threads"] == 1
+    same = report["pipeline"]["fps"] / report["floor_pipeline_threads"]["fps"]
+    assert abs(ratios["pipeline_floor_same_threads"] - same) < 0.01
     assert report["targets"] == {
         "pipeline_floor": ratios["pipeline_floor"] >= 0.85,
         "pipeline_lean": ratios["pipeline_lean"] >= 1.5,
@@ -84,9 +98,12 @@ def test_bench_text_output_and_thread_options(a0, clip):
     targets = [line for line in out.splitlines() if line.startswith("target ")]
     assert len(targets) == 2, out
     assert all(line.endswith((" met", " NOT met")) for line in targets), targets
-    floor_line = next(line for line in out.splitlines() if line.startswith("floor"))
+    floor_lines = [line for line in out.splitlines() if line.startswith("floor")]
     pipe_line = next(line for line in out.splitlines() if line.startswith("pipeline "))
-    assert "threads 1" in floor_line and "threads 2" in pipe_line
+    assert "threads 1" in floor_lines[0] and "threads 2" in pipe_line
+    # The floor again at the pipeline's thread count, and the pipeline judged against it too.
+    assert len(floor_lines) == 2 and "threads 2" in floor_lines[1], out
+    assert "pipeline/floor at the same 2 interpreter thread(s): " in out, out
 
 
 @pytest.mark.parametrize("loop", [ExampleLoopClassifier, LeanLoopClassifier])

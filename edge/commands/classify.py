@@ -41,7 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model steps per second of video (default 5); at or above the file's rate, "
         "every frame is classified",
     )
-    parser.add_argument("--threads", type=int, default=2, help="interpreter threads (default 2)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="interpreter threads (default: one fewer than the CPU count, at least 1, leaving "
+        "a core to decoding)",
+    )
     parser.add_argument("--top", type=int, default=5, help="labels to show (default 5)")
     parser.add_argument(
         "--horizon",
@@ -79,6 +84,7 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge import cores
     from edge.catalogue import DEFAULT_STREAM_MODEL
     from edge.imagefile import IMAGE_SUFFIXES
     from edge.loader import load_stream
@@ -86,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     from edge.sources.orientation import Orientation
     from edge.sources.video_file import VideoFile
 
+    if args.threads is None:
+        args.threads = cores.model_threads()
     check_numbers(args)
     plot_out = Path(args.plot) if args.plot else None
     if plot_out is not None:
@@ -96,7 +104,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"{args.video}: is an image, not a video; classify photos with: edge image {args.video}"
         )
-    video = VideoFile(args.video, Orientation(rotate=args.rotate))
+    video = VideoFile(
+        args.video,
+        Orientation(rotate=args.rotate),
+        decode_threads=cores.decode_threads(args.threads),
+    )
     clf = load_stream(
         args.model or DEFAULT_STREAM_MODEL,
         needed_by="edge classify",
