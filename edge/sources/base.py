@@ -133,6 +133,7 @@ class Capture:
         self._period = 1.0 / options.model_fps
         self._cond = threading.Condition()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # the watchdog's: a reader ended, or stop
         self._pending: Frame | None = None
         self._supervisor: threading.Thread | None = None
         self._reader_thread: threading.Thread | None = None
@@ -184,6 +185,7 @@ class Capture:
     def stop(self, timeout: float = 1.0) -> None:
         """Stop within about ``timeout``; a reader stuck in a device read is left to exit alone."""
         self._stop.set()
+        self._wake.set()
         with self._cond:
             self._cond.notify_all()
         deadline = time.monotonic() + timeout
@@ -283,24 +285,34 @@ class Capture:
             backoff = min(backoff * 2, opt.backoff_max_s)
 
     def _watch(self, reader: _Reader) -> str:
-        """Wait for the reader to end, or decide it is hung. Returns the outcome."""
+        """Wait for the reader to end, or decide it is hung. Returns the outcome.
+
+        It sleeps until a stall could first be declared (``frame_timeout_s`` after the last
+        frame), not on a short poll: while frames flow it wakes once per timeout, not ten
+        times a second. The reader's end and ``stop`` wake it at once (``_wake``).
+        """
         opt = self._opt
-        poll = min(0.1, opt.frame_timeout_s / 10)
-        while not reader.done.wait(poll):
+        while not reader.done.is_set():
             if self._stop.is_set():
                 return "stopped"
             now = time.monotonic()
             with self._cond:
                 if reader.opened:
-                    hung = now - reader.last_frame > opt.frame_timeout_s
+                    due = reader.last_frame + opt.frame_timeout_s
                 else:
-                    hung = now - reader.started > opt.open_timeout_s + opt.frame_timeout_s
-                if hung:
+                    due = reader.started + opt.open_timeout_s + opt.frame_timeout_s
+                if now > due:
                     reader.abandoned = True
                     if not reader.opened:
                         reader.error = f"open did not finish within {opt.open_timeout_s:g} s"
                     return "stall"
+            self._wake.wait(due - now + 0.01)
+            self._wake.clear()  # whatever set it is seen by the checks above
         return reader.outcome
+
+    def _reader_done(self, reader: _Reader) -> None:
+        reader.done.set()
+        self._wake.set()
 
     # ----------------------------------------------------------------- reader
 
@@ -311,13 +323,13 @@ class Capture:
             nominal_fps = backend.open()
         except SourceError as exc:
             reader.error, reader.outcome = str(exc), "open_failed"
-            reader.done.set()
+            self._reader_done(reader)
             self._close(backend)
             return
         except Exception as exc:  # a driver error is not a bug of ours: retry it
             log.debug("%s: open failed", self.description, exc_info=True)
             reader.error, reader.outcome = f"{self.description}: {exc}", "open_failed"
-            reader.done.set()
+            self._reader_done(reader)
             self._close(backend)
             return
         try:
@@ -328,7 +340,7 @@ class Capture:
             log.debug("%s: read failed", self.description, exc_info=True)
             reader.error, reader.outcome = f"{self.description}: {exc}", "lost"
         finally:
-            reader.done.set()
+            self._reader_done(reader)
             self._close(backend)
 
     def _close(self, backend: Backend | None) -> None:
