@@ -120,7 +120,7 @@ def run_live(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
         + ("user root\n" if os.geteuid() == 0 else "")
     )
-    model_cfg: dict[str, Any] = {"fps": 5, "horizon_s": 4, "threads": 2}
+    model_cfg: dict[str, Any] = {"fps": 5, "horizon_s": 4}  # threads as the daemon's default
     if model and (Path(model).exists() or model.endswith(".tflite")):
         model_cfg["path"] = model
     else:

@@ -37,7 +37,7 @@ class LoadOptions:
 
     labels: Path | None = None  # an explicit label file beats the resolved one
     name: str | None = None  # the name to report, instead of the resolved one
-    threads: int = 2
+    threads: int = 1
     top_k: int = 5
     horizon_s: float = 0.0  # stream
     fps: float = 5.0  # stream
