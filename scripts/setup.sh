@@ -199,7 +199,9 @@ environment() {
       constraints="$(mktemp)"
       trap 'rm -f "$constraints"' EXIT
       printf 'numpy==%s\n' "$numpy_pin" > "$constraints"
-      pip install -c "$constraints" "${reqs[@]}" "$runtime"
+      # Debian's OpenCV carries no pip metadata, so pip would report edge's opencv-python-headless
+      # requirement as broken; the import check below is what tells whether it works.
+      pip install --no-warn-conflicts -c "$constraints" "${reqs[@]}" "$runtime"
     fi
     check='import cv2, numpy, paho.mqtt.client, pydantic, yaml; from edge.runtime import backend_name; print(backend_name())'
     if ! rt="$("$venv/bin/python" -c "$check" 2>&1)"; then

@@ -123,6 +123,22 @@ def test_frames_match_a_plain_opencv_read(videos):
         np.testing.assert_array_equal(a.image, b)
 
 
+@pytest.mark.parametrize("opencv_sets_threads", [True, False])
+def test_a_decoder_thread_count_decodes_the_same_frames(videos, monkeypatch, opencv_sets_threads):
+    """With OpenCV 4.7+ the decoder takes the thread count it is given; an older OpenCV
+    (Debian bookworm's 4.6 on a Raspberry Pi) has no such property and keeps FFmpeg's."""
+    from edge.sources import video_file
+
+    if not opencv_sets_threads:
+        monkeypatch.setattr(video_file, "_N_THREADS", None)
+    path = videos / "carving_ice_small.mp4"
+    plain = list(VideoFile(path).frames(lambda t: True))
+    single = list(VideoFile(path, decode_threads=1).frames(lambda t: True))
+    assert len(single) == len(plain) == 131
+    for a, b in zip(single[::10], plain[::10], strict=True):
+        np.testing.assert_array_equal(a.image, b.image)
+
+
 def test_orientation_is_applied_and_reported(videos):
     path = videos / "squats.mp4"
     video = VideoFile(path, Orientation(rotate=90))

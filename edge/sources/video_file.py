@@ -32,6 +32,10 @@ from edge.sources.orientation import Orientation
 
 log = logging.getLogger("edge.sources")
 
+# OpenCV 4.7 and later; with an older one (Debian bookworm's 4.6, a Raspberry Pi's) FFmpeg keeps
+# its own thread count.
+_N_THREADS: int | None = getattr(cv2, "CAP_PROP_N_THREADS", None)
+
 Select = Callable[[float], bool]
 Prepare = Callable[[np.ndarray, np.ndarray], object]
 
@@ -113,8 +117,8 @@ class VideoFile:
 
     def _open(self) -> cv2.VideoCapture:
         params: list[int] = []
-        if self.decode_threads:
-            params = [cv2.CAP_PROP_N_THREADS, int(self.decode_threads)]
+        if self.decode_threads and _N_THREADS is not None:
+            params = [_N_THREADS, int(self.decode_threads)]
         try:
             cap = cv2.VideoCapture(str(self.path), cv2.CAP_ANY, params)
         except cv2.error as exc:
