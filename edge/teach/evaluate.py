@@ -71,7 +71,7 @@ def training_curve(examples: Examples, seed: int = 0) -> list[dict[str, Any]]:
         idx = np.flatnonzero(lab == c)
         take = len(idx) // 5
         if take:
-            val_idx.extend(rng.choice(idx, take, replace=False).tolist())
+            val_idx.extend(int(i) for i in rng.choice(idx, take, replace=False))
     train_idx = [i for i in range(len(lab)) if i not in set(val_idx)]
     head = LinearHead()
     val = (examples.embeddings[val_idx], [examples.labels[i] for i in val_idx]) if val_idx else None

@@ -70,8 +70,9 @@ class NearestNeighbours:
     def __init__(self, k: int = 3) -> None:
         self.k = k
         self.classes: list[str] = []
-        self._x = np.zeros((0, 0), np.float32)
-        self._owner = np.zeros(0, np.int64)
+        # Plain ndarray: numpy's stubs give shapes that differ between releases (Debian's 2.2).
+        self._x: np.ndarray = np.zeros((0, 0), np.float32)
+        self._owner: np.ndarray = np.zeros(0, np.int64)
 
     def fit(self, x: np.ndarray, labels: Sequence[str]) -> NearestNeighbours:
         self.classes = sorted(set(labels))
