@@ -10,6 +10,7 @@ need far fewer pixels than it has.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,27 +45,50 @@ class LoadedImage:
     height: int
 
 
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's frame header, without decoding; None if not found."""
-    if data[:2] != b"\xff\xd8":
-        return None
+_SOS = 0xDA  # start of scan: the compressed image data follows
+
+
+def _jpeg_markers(data: bytes) -> Iterator[tuple[int, int]]:
+    """(marker, offset) of a JPEG's segments up to its first scan, stepping over each segment
+    by its length, so nothing inside one (an EXIF thumbnail, say) is taken for a marker.
+    Stops early where the data ends or is not a marker."""
     i = 2
-    while i + 9 < len(data):
+    while i + 3 < len(data):
         if data[i] != 0xFF:
-            return None
+            return
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
             continue
+        yield marker, i
+        if marker == _SOS:
+            return
         if 0xD0 <= marker <= 0xD9 or marker == 0x01:  # no length field
             i += 2
             continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header, without decoding; None if not found."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    for marker, i in _jpeg_markers(data):
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and i + 9 <= len(data):
             height = int.from_bytes(data[i + 5 : i + 7], "big")
             width = int.from_bytes(data[i + 7 : i + 9], "big")
             return width, height
-        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
     return None
+
+
+def jpeg_truncated(data: bytes) -> bool:
+    """A JPEG cut off before its end-of-image marker. Only a marker after the first scan
+    counts: an EXIF thumbnail ends with one of its own, early in the file, and some decoders
+    (OpenCV 4.6) return a truncated photo as a half-grey picture instead of failing."""
+    for marker, i in _jpeg_markers(data):
+        if marker == _SOS:
+            return data.find(b"\xff\xd9", i) == -1
+    return True  # the headers end before any image data
 
 
 def _tiff_size(head: bytes) -> tuple[int, int] | None:
@@ -175,7 +199,7 @@ def load_image(
             f"{path}: image is {width}×{height} ({width * height / 1e6:.0f} megapixels), over the "
             f"{limits.max_pixels / 1e6:g} megapixel limit (still.max_image_megapixels)"
         )
-    if data[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in data:
+    if data[:3] == b"\xff\xd8\xff" and jpeg_truncated(data):
         raise SourceError(f"{path}: JPEG is truncated (no end-of-image marker)")
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), _reduced_flag(width, height, min_side))
     if bgr is None or bgr.size == 0:

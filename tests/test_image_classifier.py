@@ -193,18 +193,23 @@ def test_missing_and_non_tflite_models(tmp_path) -> None:
 
 
 def test_read_image_errors_name_the_file(tmp_path) -> None:
-    empty = tmp_path / "empty.jpg"
+    # Neutral names, so that only the reason can match the expected word.
+    empty, garbage, truncated, headers = (tmp_path / f"photo{i}.jpg" for i in range(4))
     empty.write_bytes(b"")
-    garbage = tmp_path / "garbage.jpg"
     garbage.write_bytes(b"\x00\x01 this is not an image " * 50)
-    truncated = tmp_path / "truncated.jpg"
-    truncated.write_bytes(FOX.read_bytes()[:20000])
+    fox = FOX.read_bytes()
+    # Cut after the EXIF thumbnail, whose own end-of-image marker must not count.
+    assert fox.find(b"\xff\xd9") < 20000 < len(fox)
+    truncated.write_bytes(fox[:20000])
+    scan = fox.find(b"\xff\xda", fox.find(b"\xff\xd9"))  # the photo's scan, after the thumbnail
+    headers.write_bytes(fox[:scan])  # every header, no image data
     cases = {empty: "empty", garbage: "cannot decode", truncated: "truncated"}
+    cases[headers] = "truncated"
     cases[tmp_path / "missing.jpg"] = "not found"
     for path, needle in cases.items():
         with pytest.raises(SourceError) as err:
             read_image(path)
-        assert str(path) in str(err.value) and needle in str(err.value)
+        assert str(err.value).startswith(f"{path}: ") and needle in str(err.value), err.value
 
 
 def test_read_image_returns_bgr_uint8() -> None:

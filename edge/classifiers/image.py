@@ -21,7 +21,7 @@ import numpy as np
 
 from edge.classifiers.base import Prediction, Scored, softmax, top_k
 from edge.classifiers.customvision import ExportPreprocess
-from edge.errors import ModelError, SourceError
+from edge.errors import ModelError
 from edge.imagefile import DEFAULT_LIMITS, ImageLimits, load_image
 from edge.labels import check_label_count
 from edge.preprocess import InputSpec, Preprocessor
@@ -38,18 +38,6 @@ BACKGROUND_LABELS = ("background", "???")
 
 # Ops that pass values through unchanged in meaning, looked through to find the activation.
 _PASS_THROUGH = {"DEQUANTIZE", "QUANTIZE", "RESHAPE", "SQUEEZE", "IDENTITY"}
-
-
-def decode_image(data: bytes, where: str | Path) -> np.ndarray:
-    """Decode image bytes to BGR uint8 (EXIF orientation applied), or a SourceError naming where."""
-    if not data:
-        raise SourceError(f"{where}: image file is empty (0 bytes)")
-    if data[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in data:
-        raise SourceError(f"{where}: JPEG is truncated (no end-of-image marker)")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise SourceError(f"{where}: cannot decode image (corrupt or not an image)")
-    return image
 
 
 def read_image_bytes(
