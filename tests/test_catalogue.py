@@ -437,8 +437,10 @@ def test_an_install_from_a_wheel_carries_the_catalogue(tmp_path: Path) -> None:
     from tests.support.assets import ROOT
 
     wheels = tmp_path / "wheels"
+    # The test tools include the build backend: no download (the tests stay offline).
+    offline = ["--no-deps", "--no-build-isolation", "-w", str(wheels)]
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "-q", *offline, str(ROOT)],
         capture_output=True,
         text=True,
         timeout=300,
