@@ -29,6 +29,8 @@ import yaml
 from edge.errors import ConfigError
 from edge.stats import memory_mb, process_cpu_seconds
 
+START_TIMEOUT_S = 300.0  # edge run's start-up, up to its first step
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -167,11 +169,25 @@ def run_live(
         )
         if page:
             watcher = _PageWatcher(web_port)
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < warmup_s + duration_s:
-            if daemon.poll() is not None:
+
+        def check_running() -> None:
+            if daemon is not None and daemon.poll() is not None:
                 log = (work / "daemon.log").read_text(errors="replace").strip().splitlines()
                 raise ConfigError(f"bench --live: edge run exited: {log[-1] if log else '?'}")
+
+        # The warm-up starts at the first step, not at the launch: on a slow board the
+        # daemon's own start-up (imports, the model) can take longer than the warm-up.
+        started = time.monotonic()
+        while not collector.samples:
+            check_running()
+            if time.monotonic() - started > START_TIMEOUT_S:
+                raise ConfigError(
+                    f"bench --live: edge run gave no step within {START_TIMEOUT_S:g} s"
+                )
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < warmup_s + duration_s:
+            check_running()
             now = time.monotonic() - t0
             figures = memory_mb(daemon.pid)
             if figures["rss_mb"] is not None and collector.samples:  # running: model loaded

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 
 from edge.stats import cgroup_memory_bytes, memory_mb, process_cpu_seconds
+from tests.support.broker import wait_until
 
 
 def test_anonymous_memory_follows_what_the_process_allocates():
@@ -52,6 +53,17 @@ def test_cpu_seconds_grow_with_work():
     while process_cpu_seconds() <= start:  # a condition, not a duration
         x = np.sqrt(x + 1.0)
     assert process_cpu_seconds() > start
+
+
+def test_another_process_cpu_seconds_come_from_proc():
+    """What edge bench --live reads of the daemon it started."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        wait_until(lambda: (process_cpu_seconds(busy.pid) or 0) > 0.05, what="child CPU time")
+    finally:
+        busy.kill()
+        busy.wait()
+    assert process_cpu_seconds(busy.pid) is None  # gone: no figure, not an old one
 
 
 def test_the_stats_message_carries_every_memory_figure():
