@@ -147,17 +147,24 @@ def header_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _reduced_flag(width: int, height: int, min_side: int | None) -> int:
-    if not min_side:
-        return cv2.IMREAD_COLOR
-    for factor, flag in (
-        (8, cv2.IMREAD_REDUCED_COLOR_8),
-        (4, cv2.IMREAD_REDUCED_COLOR_4),
-        (2, cv2.IMREAD_REDUCED_COLOR_2),
-    ):
-        if min(width, height) // factor >= min_side:
-            return flag
-    return cv2.IMREAD_COLOR
+_REDUCED: tuple[tuple[int, int], ...] = (
+    (8, cv2.IMREAD_REDUCED_COLOR_8),
+    (4, cv2.IMREAD_REDUCED_COLOR_4),
+    (2, cv2.IMREAD_REDUCED_COLOR_2),
+)
+
+
+def jpeg_reduction(width: int, height: int, short_side: int | None) -> tuple[int, int]:
+    """(factor, imdecode flag): the largest reduction keeping the short side >= ``short_side``.
+
+    The JPEG decoder scales inside its inverse DCT, so a reduced JPEG decode costs a fraction
+    of a full one.
+    """
+    if short_side:
+        for factor, flag in _REDUCED:
+            if min(width, height) // factor >= short_side:
+                return factor, flag
+    return 1, cv2.IMREAD_COLOR
 
 
 def load_image(
@@ -201,7 +208,7 @@ def load_image(
         )
     if data[:3] == b"\xff\xd8\xff" and jpeg_truncated(data):
         raise SourceError(f"{path}: JPEG is truncated (no end-of-image marker)")
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), _reduced_flag(width, height, min_side))
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), jpeg_reduction(width, height, min_side)[1])
     if bgr is None or bgr.size == 0:
         raise SourceError(f"{path}: cannot decode image (corrupt or not an image)")
     if width != height and (bgr.shape[1] > bgr.shape[0]) != (width > height):

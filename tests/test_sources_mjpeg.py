@@ -12,9 +12,9 @@ import pytest
 
 from edge.config import SourceConfig
 from edge.errors import SourceError
-from edge.imagefile import jpeg_size
+from edge.imagefile import jpeg_reduction, jpeg_size
 from edge.sources.factory import make_capture
-from edge.sources.mjpeg import MjpegBackend, reduction
+from edge.sources.mjpeg import MjpegBackend
 from tests.support.assets import require
 from tests.support.mjpeg_server import MjpegServer
 
@@ -32,11 +32,11 @@ def server(clip):
 
 
 def test_reduction_keeps_the_short_side_at_or_above_the_model():
-    assert reduction(640, 480, 172) == (2, cv2.IMREAD_REDUCED_COLOR_2)
-    assert reduction(1280, 720, 172) == (4, cv2.IMREAD_REDUCED_COLOR_4)
-    assert reduction(1920, 1440, 172) == (8, cv2.IMREAD_REDUCED_COLOR_8)
-    assert reduction(320, 240, 172) == (1, cv2.IMREAD_COLOR)
-    assert reduction(640, 480, None) == (1, cv2.IMREAD_COLOR)
+    assert jpeg_reduction(640, 480, 172) == (2, cv2.IMREAD_REDUCED_COLOR_2)
+    assert jpeg_reduction(1280, 720, 172) == (4, cv2.IMREAD_REDUCED_COLOR_4)
+    assert jpeg_reduction(1920, 1440, 172) == (8, cv2.IMREAD_REDUCED_COLOR_8)
+    assert jpeg_reduction(320, 240, 172) == (1, cv2.IMREAD_COLOR)
+    assert jpeg_reduction(640, 480, None) == (1, cv2.IMREAD_COLOR)
 
 
 def test_jpeg_size_is_read_from_the_header(server):

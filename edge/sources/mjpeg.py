@@ -23,25 +23,10 @@ import cv2
 import numpy as np
 
 from edge.errors import SourceError
-from edge.imagefile import jpeg_size
+from edge.imagefile import jpeg_reduction, jpeg_size
 from edge.sources.base import Backend, redact_url
 
 MAX_PART_BYTES = 16 * 2**20  # one JPEG; more is a broken or hostile stream
-_REDUCED: tuple[tuple[int, int], ...] = (
-    (8, cv2.IMREAD_REDUCED_COLOR_8),
-    (4, cv2.IMREAD_REDUCED_COLOR_4),
-    (2, cv2.IMREAD_REDUCED_COLOR_2),
-    (1, cv2.IMREAD_COLOR),
-)
-
-
-def reduction(width: int, height: int, short_side: int | None) -> tuple[int, int]:
-    """(factor, imdecode flag): the largest reduction keeping the short side >= ``short_side``."""
-    if short_side:
-        for factor, flag in _REDUCED:
-            if min(width, height) // factor >= short_side:
-                return factor, flag
-    return 1, cv2.IMREAD_COLOR
 
 
 class NotMultipart(Exception):
@@ -197,7 +182,7 @@ class MjpegBackend:
         size = jpeg_size(data)
         flag = cv2.IMREAD_COLOR
         if size is not None and min(size) > 0:
-            _, flag = reduction(*size, self._short_side)
+            _, flag = jpeg_reduction(*size, self._short_side)
         image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
         if image is None:
             raise SourceError(f"{self.description}: a part is not a decodable JPEG")
