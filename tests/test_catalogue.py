@@ -458,8 +458,11 @@ def test_an_install_from_a_wheel_carries_the_catalogue(tmp_path: Path) -> None:
     )
     assert install.returncode == 0, install.stderr
     # (--ignore-installed: else pip would first uninstall the edge of the running environment.)
-    # Its dependencies from this environment; edge itself only from the new one.
-    env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+    # Its dependencies from this environment (and from the system's packages, when this venv
+    # sees them, as on a Raspberry Pi); edge itself only from the new one.
+    deps = [sysconfig.get_paths()["purelib"]]
+    deps += [p for p in sys.path if p.endswith("dist-packages") and p not in deps]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(deps)}
     env.pop(cat.CATALOGUE_ENV, None)
     probe = subprocess.run(
         [
