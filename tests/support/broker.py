@@ -40,6 +40,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -428,6 +429,7 @@ class NatsBroker(_BrokerProcess):
     def __init__(self, workdir: Path, *, port: int | None = None) -> None:
         super().__init__(workdir, port)
         self.client_port = free_port()  # NATS's own protocol; the tests speak only MQTT
+        self.monitor_port = free_port()  # its HTTP monitoring: what JetStream has stored
         self.log_path = self.workdir / "nats.log"
         self.conf_path = self.workdir / "nats.conf"
         store = self.workdir / "jetstream"
@@ -438,7 +440,23 @@ class NatsBroker(_BrokerProcess):
             # A message delivered but not acknowledged (the subscriber's connection died) is
             # sent again after ack_wait (default 30 s); tests do not wait that long.
             f'mqtt {{ listen: {HOST}:{self.port}, ack_wait: "2s" }}\n'
+            f"http: {HOST}:{self.monitor_port}\n"
         )
+
+    def stored(self, stream: str = "$MQTT_msgs") -> int:
+        """How many messages ``stream`` has ever stored (its last sequence number).
+
+        NATS 2.9 acknowledges a QoS 1 PUBLISH before JetStream has stored it, so a message
+        acknowledged an instant before the broker stops can be lost by the broker itself.
+        """
+        url = f"http://{HOST}:{self.monitor_port}/jsz?streams=true"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            info = json.load(r)
+        for account in info.get("account_details", []):
+            for detail in account.get("stream_detail", []):
+                if detail["name"] == stream:
+                    return int(detail["state"]["last_seq"])
+        return 0
 
     def _require(self) -> None:
         require_nats()
