@@ -16,6 +16,10 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 # As root on a build machine, without the background traffic a closed network refuses.
 FLAGS = (
     "--headless=new",
+    # One process: the page is what is tested, not Chromium's process model, and a renderer
+    # in its own process dies under qemu-user (the emulated Raspberry Pi OS roots).
+    "--single-process",
+    "--no-zygote",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
