@@ -156,7 +156,12 @@ environment() {
   if [ $want_test = 1 ]; then extras+=(test); fi
   if [ $want_plot = 1 ]; then extras+=(plot); fi
   if [ $want_web = 1 ]; then extras+=(web); fi
-  pip() { "$venv/bin/python" -m pip -q --disable-pip-version-check "$@"; }
+  # setuptools' notice about editable installs (a folder named edge in the working directory
+  # could shadow the package) is noise for a user, who runs edge from .venv/bin.
+  pip() {
+    PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation" \
+      "$venv/bin/python" -m pip -q --disable-pip-version-check "$@"
+  }
 
   if [ -x "$venv/bin/python" ] && [ $debian_pkgs = 1 ] && \
      ! "$venv/bin/python" -c 'import sys; sys.exit(sys.prefix == sys.base_prefix or not any(p.endswith("dist-packages") for p in sys.path))'; then
