@@ -450,7 +450,9 @@ class NatsBroker(_BrokerProcess):
         acknowledged an instant before the broker stops can be lost by the broker itself.
         """
         url = f"http://{HOST}:{self.monitor_port}/jsz?streams=true"
-        with urllib.request.urlopen(url, timeout=5) as r:
+        # Its own opener: urlopen's shared one keeps the proxies of the first test that used it.
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with direct.open(url, timeout=5) as r:
             info = json.load(r)
         for account in info.get("account_details", []):
             for detail in account.get("stream_detail", []):
