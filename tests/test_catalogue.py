@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +38,9 @@ def _no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(var, "http://127.0.0.1:9")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    # urlopen builds its shared opener once, with the proxies of that moment: the one built
+    # here must not outlive the test and send later tests' requests to the dead proxy.
+    monkeypatch.setattr(urllib.request, "_opener", None)
 
 
 GOOD = b"TFL3-good-" * 300

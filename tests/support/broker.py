@@ -450,7 +450,7 @@ class NatsBroker(_BrokerProcess):
         acknowledged an instant before the broker stops can be lost by the broker itself.
         """
         url = f"http://{HOST}:{self.monitor_port}/jsz?streams=true"
-        # Its own opener: urlopen's shared one keeps the proxies of the first test that used it.
+        # Straight to the broker on loopback, whatever proxy the environment names.
         direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with direct.open(url, timeout=5) as r:
             info = json.load(r)
