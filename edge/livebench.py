@@ -190,7 +190,7 @@ def run_live(
             check_running()
             now = time.monotonic() - t0
             figures = memory_mb(daemon.pid)
-            if figures["rss_mb"] is not None and collector.samples:  # running: model loaded
+            if figures["rss_mb"] is not None:  # past the first step: the model is loaded
                 memory.append((now, figures))
             if now >= warmup_s and "cpu0" not in cpu_window:
                 cpu_window["cpu0"] = process_cpu_seconds(daemon.pid) or 0.0
